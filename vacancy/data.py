@@ -112,12 +112,16 @@ def count_leaked(train: pd.DataFrame, other: pd.DataFrame) -> int:
 
 
 class LabelSpace:
-    """The label binarizer, fitted on train only."""
+    """The label binarizer: fitted on train (`fit`) or rebuilt from a saved model's labels."""
 
-    def __init__(self, train_labels) -> None:
-        self.mlb = MultiLabelBinarizer()
-        self.mlb.fit(train_labels)
-        self.names: list[str] = list(self.mlb.classes_)
+    def __init__(self, names: list[str]) -> None:
+        self.names = sorted(names)
+        self.mlb = MultiLabelBinarizer(classes=self.names)
+        self.mlb.fit([])
+
+    @classmethod
+    def fit(cls, train_labels) -> "LabelSpace":
+        return cls(sorted({x for row in train_labels for x in row}))
 
     def encode(self, labels, part: str) -> np.ndarray:
         """Binary matrix; labels unseen in train are dropped with a warning that counts them."""

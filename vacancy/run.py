@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import transformers
 from safetensors.torch import load_model
 
 from . import checkpoint, dist
@@ -18,6 +19,7 @@ from .data import LabelSpace, PadCollator, TitleDataset, count_leaked, read_csv,
 from .engine import DDPEngine
 from .metrics import evaluate, sigmoid, tune_thresholds
 from .model import init_head_bias, load_model as load_classifier, load_tokenizer
+from .tracking import History
 from .trainer import Trainer, make_loader, phase_steps, predict_logits, steps_per_epoch
 
 log = logging.getLogger("vacancy")
@@ -25,9 +27,10 @@ log = logging.getLogger("vacancy")
 
 def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
     run_dir = Path(config.output_dir)
+    transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(config.seed)
     parts = split(read_csv(config.data), config.split_seed, config.data)
-    labels = LabelSpace(parts.train["labels"])
+    labels = LabelSpace.fit(parts.train["labels"])
     targets = {name: labels.encode(getattr(parts, name)["labels"], name)
                for name in ("train", "val", "test")}
     leaked = count_leaked(parts.train, parts.test)
@@ -52,13 +55,17 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
              dist.world_size(), config.global_batch(dist.world_size()), spe, engine.precision,
              device)
 
+    history = History(run_dir / "history.jsonl")
     trainer = Trainer(engine, config, loaders["train"], loaders["val"], len(datasets["val"]),
-                      run_dir, tokenizer)
+                      run_dir, tokenizer, on_log=history)
     if resume and trainer.load():
         log.info("resumed from %s at epoch %d (step %d)", run_dir / checkpoint.LAST,
                  trainer.state.epoch, trainer.state.step)
     start = time.perf_counter()
-    state = trainer.fit()
+    try:
+        state = trainer.fit()
+    finally:
+        history.close()
     train_seconds = time.perf_counter() - start
 
     # Final evaluation of the best checkpoint, on every rank (each scores its shard).

@@ -137,15 +137,15 @@ class Trainer:
             n = len(batch["labels"])
             loss_sum += torch.tensor([loss.item() * n, n], dtype=torch.float64)
             if final:
-                out = engine.step()
-                self._after_step(out, loss.item())
+                lrs = engine.lrs()  # the LRs this step uses (the scheduler moves on in step())
+                self._after_step(engine.step(), loss.item(), lrs)
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         bar.close()
         total = dist.all_reduce_sum(loss_sum)
         return float(total[0] / total[1]), int(total[1])
 
-    def _after_step(self, out: dict, loss: float) -> None:
+    def _after_step(self, out: dict, loss: float, lrs: dict) -> None:
         state = self.state
         state.step += 1
         if out["skipped"]:
@@ -159,7 +159,7 @@ class Trainer:
             self._bad_run = 0
         self.on_log({"kind": "step", "step": state.step, "train_loss": loss,
                      "grad_norm": out["grad_norm"], "loss_scale": out["loss_scale"],
-                     "skipped": out["skipped"], **{f"lr/{k}": v for k, v in self.engine.lrs().items()}})
+                     "skipped": out["skipped"], **{f"lr/{k}": v for k, v in lrs.items()}})
 
     _bad_run = 0
 

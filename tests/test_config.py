@@ -1,0 +1,54 @@
+import json
+
+import pytest
+
+from vacancy.config import ConfigError, TrainConfig, parse_config
+
+
+def test_defaults_file_and_flags_take_precedence_in_that_order(tmp_path):
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"epochs": 7, "lr": 5e-5, "batch_size": 8}))
+    cfg = parse_config(["--config", str(cfg_file), "--epochs", "3"])
+    assert cfg.epochs == 3  # flag beats file
+    assert cfg.lr == 5e-5 and cfg.batch_size == 8  # file beats default
+    assert cfg.head_lr == TrainConfig().head_lr  # default where neither says
+
+
+def test_unknown_key_in_file_is_an_error(tmp_path):
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"epochs": 2, "learning_rate": 1e-4}))
+    with pytest.raises(ConfigError, match="unknown key.*learning_rate"):
+        parse_config(["--config", str(cfg_file)])
+
+
+def test_unknown_flag_exits_with_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_config(["--learning-rate", "1e-4"])
+    assert e.value.code == 2
+    assert "unrecognized arguments: --learning-rate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"epochs": -1}, "epochs: must be >= 1"),
+    ({"epochs": 2, "freeze_epochs": 3}, "freeze_epochs \\(3\\) is larger than epochs \\(2\\)"),
+    ({"epochs": "3"}, "epochs: expected int"),
+    ({"precision": "fp8"}, "precision: 'fp8' is not one of"),
+    ({"thresholds": "1.5"}, "thresholds: a fixed threshold must be in"),
+    ({"thresholds": "best"}, "thresholds: expected `tuned` or a number"),
+])
+def test_bad_values_are_rejected_with_the_field_named(values, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**values)
+
+
+def test_global_batch_and_fixed_threshold():
+    cfg = TrainConfig(batch_size=16, grad_accum=4, thresholds="0.4")
+    assert cfg.global_batch(world_size=2) == 128
+    assert cfg.fixed_threshold == 0.4
+    assert TrainConfig().fixed_threshold is None
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = TrainConfig(epochs=5, lr=2e-5)
+    cfg.save(tmp_path / "config.json")
+    assert TrainConfig(**json.loads((tmp_path / "config.json").read_text())) == cfg
