@@ -36,6 +36,7 @@ def prepare_run_dir(config: TrainConfig) -> bool:
     restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0 or \
         int(os.environ.get("SLURM_RESTART_COUNT", 0)) > 0
     has_run = (run_dir / "config.json").exists()
+    dist.barrier()  # every rank looks before rank 0 writes config.json below
     if has_run and not (config.resume or config.overwrite or restarted):
         raise ConfigError(f"--output-dir {run_dir} holds another run: pass --resume to continue it "
                           "or --overwrite to replace it")

@@ -62,6 +62,20 @@ class TrainConfig:
         "help": "Continue the run in --output-dir from its last checkpoint (starts fresh if none)."})
     overwrite: bool = field(default=False, metadata={
         "help": "Delete a previous run found in --output-dir and start over."})
+    wandb: str = field(default="auto", metadata={
+        "help": "Weights & Biases logging. `auto`: follow WANDB_MODE if set, else `online` when "
+                "W&B credentials are configured (WANDB_API_KEY or a ~/.netrc entry from `wandb "
+                "login`) and `offline` when not; `off` does not even import wandb.",
+        "choices": ("auto", "off", "offline", "online")})
+    wandb_project: str = field(default="vacancy", metadata={"help": "W&B project."})
+    wandb_entity: str = field(default="", metadata={
+        "help": "W&B team or user; empty: your default entity."})
+    wandb_group: str = field(default="", metadata={
+        "help": "W&B group, shared by the runs of one comparison (e.g. `bert-vs-roberta`)."})
+    run_name: str = field(default="", metadata={
+        "help": "Name of the W&B run; empty: the name of --output-dir."})
+    wandb_log_model: bool = field(default=False, metadata={
+        "help": "Upload best/ to W&B as a model artifact at the end."})
 
     def __post_init__(self) -> None:
         for f in fields(self):

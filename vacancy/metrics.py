@@ -70,6 +70,14 @@ def evaluate(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarray,
     return metrics, report
 
 
-def micro_f1(probs: np.ndarray, targets: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> float:
-    return float(f1_score(targets.astype(int), (probs >= threshold).astype(int), average="micro",
+def _f1_at(probs: np.ndarray, targets: np.ndarray, threshold: float, average: str) -> float:
+    return float(f1_score(targets.astype(int), (probs >= threshold).astype(int), average=average,
                           zero_division=0))
+
+
+def micro_f1(probs: np.ndarray, targets: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> float:
+    return _f1_at(probs, targets, threshold, "micro")
+
+
+def macro_f1(probs: np.ndarray, targets: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> float:
+    return _f1_at(probs, targets, threshold, "macro")

@@ -19,7 +19,8 @@ from .data import LabelSpace, PadCollator, TitleDataset, count_leaked, read_csv,
 from .engine import DDPEngine
 from .metrics import evaluate, sigmoid, tune_thresholds
 from .model import init_head_bias, load_model as load_classifier, load_tokenizer
-from .tracking import History
+from .plots import write_plots
+from .tracking import Tracker
 from .trainer import Trainer, make_loader, phase_steps, predict_logits, steps_per_epoch
 
 log = logging.getLogger("vacancy")
@@ -55,17 +56,18 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
              dist.world_size(), config.global_batch(dist.world_size()), spe, engine.precision,
              device)
 
-    history = History(run_dir / "history.jsonl")
+    tracker = Tracker(run_dir, config, engine=type(engine).__name__.removesuffix("Engine").lower())
     trainer = Trainer(engine, config, loaders["train"], loaders["val"], len(datasets["val"]),
-                      run_dir, tokenizer, on_log=history)
+                      run_dir, tokenizer, on_log=tracker)
     if resume and trainer.load():
         log.info("resumed from %s at epoch %d (step %d)", run_dir / checkpoint.LAST,
                  trainer.state.epoch, trainer.state.step)
     start = time.perf_counter()
     try:
         state = trainer.fit()
-    finally:
-        history.close()
+    except BaseException:
+        tracker.close(exit_code=1)
+        raise
     train_seconds = time.perf_counter() - start
 
     # Final evaluation of the best checkpoint, on every rank (each scores its shard).
@@ -90,6 +92,7 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
         print(f"test: micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
               f"samples-F1 {metrics['samples_f1']:.4f}  subset accuracy "
               f"{metrics['subset_accuracy']:.4f}  Hamming loss {metrics['hamming_loss']:.4f}")
+        tracker.finish(metrics, report, write_plots(run_dir, metrics), best)
     dist.barrier()
     return metrics
 

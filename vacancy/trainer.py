@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from . import checkpoint, dist
-from .metrics import bce_with_logits, micro_f1, sigmoid
+from .metrics import bce_with_logits, macro_f1, micro_f1, sigmoid
 from .model import trainable_top_layers
 
 log = logging.getLogger("vacancy")
@@ -101,6 +101,7 @@ class Trainer:
             record = {"epoch": epoch + 1, "phase": phase, "train_loss": train_loss,
                       "val_loss": val_loss,
                       "val_micro_f1": micro_f1(sigmoid(val_logits), val_targets),
+                      "val_macro_f1": macro_f1(sigmoid(val_logits), val_targets),
                       "seconds": round(seconds, 2), "samples_per_s": round(n_seen / seconds, 1)}
             state.epochs.append(record)
             state.epoch, improved = epoch + 1, val_loss < state.best_val_loss
@@ -125,7 +126,9 @@ class Trainer:
         loss_sum = torch.zeros(2, dtype=torch.float64)  # sum of per-sample losses, samples
         bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}", leave=False, dynamic_ncols=True,
                    disable=not dist.is_main())
+        seen, step_start = [0, 0], time.perf_counter()  # samples, non-pad tokens in this step
         for i, batch in enumerate(self.train_loader):
+            seen = [seen[0] + len(batch["labels"]), seen[1] + int(batch["attention_mask"].sum())]
             batch = _to(batch, engine.device)
             first = i - i % config.grad_accum
             in_step = min(config.grad_accum, n_batches - first)  # the last step may be short
@@ -138,7 +141,14 @@ class Trainer:
             loss_sum += torch.tensor([loss.item() * n, n], dtype=torch.float64)
             if final:
                 lrs = engine.lrs()  # the LRs this step uses (the scheduler moves on in step())
-                self._after_step(engine.step(), loss.item(), lrs)
+                out = engine.step()
+                # throughput of all ranks together, timed from the end of the previous step
+                seen = dist.all_reduce_sum(torch.tensor(seen, device=engine.device)).tolist()
+                now = time.perf_counter()
+                out.update(samples_per_s=seen[0] / (now - step_start),
+                           tokens_per_s=seen[1] / (now - step_start))
+                seen, step_start = [0, 0], now
+                self._after_step(out, loss.item(), lrs)
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         bar.close()
@@ -159,7 +169,8 @@ class Trainer:
             self._bad_run = 0
         self.on_log({"kind": "step", "step": state.step, "train_loss": loss,
                      "grad_norm": out["grad_norm"], "loss_scale": out["loss_scale"],
-                     "skipped": out["skipped"], **{f"lr/{k}": v for k, v in lrs.items()}})
+                     "skipped": out["skipped"], **{f"lr/{k}": v for k, v in lrs.items()},
+                     "samples_per_s": out["samples_per_s"], "tokens_per_s": out["tokens_per_s"]})
 
     _bad_run = 0
 
