@@ -20,6 +20,7 @@ from pathlib import Path
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from vacancy import checkpoint, dist
+from vacancy.checkpoint import CheckpointError
 from vacancy.config import ConfigError, TrainConfig, parse_config
 from vacancy.data import DataError
 from vacancy.model import ModelError
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_main():
             print(json.dumps({k: metrics[k] for k in ("micro_f1", "macro_f1", "samples_f1")}))
         return 0
-    except (ConfigError, DataError, ModelError, TrainingError) as e:
+    except (ConfigError, DataError, ModelError, CheckpointError, TrainingError) as e:
         if dist.is_main() or isinstance(e, TrainingError):
             print(f"error: {e}", file=sys.stderr)
         return 2 if not isinstance(e, TrainingError) else 1

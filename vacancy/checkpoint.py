@@ -69,10 +69,22 @@ def save_last(run_dir: Path, model, state: dict) -> None:
         torch.save(state, tmp / STATE_FILE)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded safely; the message names the file."""
+
+
 def load_last(run_dir: Path, model) -> dict | None:
     """Load `last/` into `model`; return the trainer state, or None when there is no checkpoint."""
     path = Path(run_dir) / LAST
     if not (path / STATE_FILE).exists():
         return None
-    load_model(model, str(path / MODEL_FILE))
-    return torch.load(path / STATE_FILE, weights_only=True, map_location="cpu")
+    try:
+        load_model(model, str(path / MODEL_FILE))
+    except Exception as e:  # safetensors raises several types for bad headers and shapes
+        raise CheckpointError(f"{path / MODEL_FILE}: cannot load ({str(e).splitlines()[0]}); "
+                              "start over with --overwrite")
+    try:
+        return torch.load(path / STATE_FILE, weights_only=True, map_location="cpu")
+    except Exception as e:  # weights_only refuses anything but tensors and plain containers
+        raise CheckpointError(f"{path / STATE_FILE}: refusing to load ({str(e).splitlines()[0]}); "
+                              "only plain tensor checkpoints are loaded")

@@ -121,7 +121,15 @@ class LabelSpace:
 
     @classmethod
     def fit(cls, train_labels) -> "LabelSpace":
-        return cls(sorted({x for row in train_labels for x in row}))
+        counts = pd.Series([x for row in train_labels for x in row]).value_counts()
+        rare = sorted(counts[counts < 2].index)
+        if rare:
+            log.warning("train: %d label(s) have a single example (%s); expect poor scores on them",
+                        len(rare), ", ".join(rare[:10]))
+        if len(counts) == 1:
+            log.warning("train: every title has the same label (%s): there is nothing to tell "
+                        "apart", counts.index[0])
+        return cls(list(counts.index))
 
     def encode(self, labels, part: str) -> np.ndarray:
         """Binary matrix; labels unseen in train are dropped with a warning that counts them."""

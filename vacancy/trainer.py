@@ -86,6 +86,7 @@ class Trainer:
         self.run_dir, self.tokenizer = Path(run_dir), tokenizer
         self.state = RunState()
         self.on_log = on_log or (lambda record: None)
+        self.steps_per_epoch = steps_per_epoch(train_loader, config.grad_accum)
 
     def fit(self) -> RunState:
         config, state = self.config, self.state

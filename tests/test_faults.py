@@ -1,0 +1,150 @@
+"""Faults: killed saves, killed ranks, resume, non-finite losses, unsafe checkpoints, determinism."""
+import json
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, TINY_RUN, flags, python, read_jsonl, run_env, torchrun
+from vacancy import checkpoint
+from vacancy.checkpoint import CheckpointError
+from vacancy.config import TrainConfig
+from vacancy.engine import DDPEngine
+from vacancy.model import load_model, set_trainable
+from vacancy.trainer import MAX_BAD_STEPS, Trainer, TrainingError
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.7, 1.1, 1.6])
+def test_kill_during_save_leaves_the_previous_checkpoints_loadable(tmp_path, tiny_model, delay):
+    from transformers import AutoModelForSequenceClassification
+    proc = subprocess.Popen([sys.executable, "tests/checkpoint_writer.py", str(tiny_model),
+                             str(tmp_path)], cwd=ROOT, env=run_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    while proc.stdout.readline().strip() != "1":  # wait until one complete version exists
+        assert proc.poll() is None, "checkpoint writer died"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    checkpoint.recover(tmp_path)  # what the next start does
+    best = AutoModelForSequenceClassification.from_pretrained(tmp_path / "best")
+    meta = json.loads((tmp_path / "best" / "training_meta.json").read_text())
+    assert best.classifier.bias[0].item() == meta["epoch"] >= 1  # weights and meta agree
+    model = load_model(str(tiny_model), ["a", "b"])
+    state = checkpoint.load_last(tmp_path, model)
+    assert model.classifier.bias[0].item() == state["version"] >= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "last"]
+
+
+def test_killed_rank_restarts_and_ends_like_an_uninterrupted_run(tmp_path, ddp_run, tiny_model,
+                                                                  small_csv):
+    out = tmp_path / "run"
+    proc = torchrun(2, "tests/instrumented_train.py",
+                    *flags(data=small_csv, model=tiny_model, output_dir=out, **TINY_RUN),
+                    extra_torchrun=["--max-restarts", "1"], VACANCY_FAULT="kill:1:2")
+    assert "resumed from" in proc.stdout and "at epoch 1 " in proc.stdout, proc.stdout[-3000:]
+    resumed = json.loads((out / "metrics.json").read_text())
+    straight = json.loads((ddp_run / "metrics.json").read_text())
+    assert resumed["optimizer_steps"] == straight["optimizer_steps"]
+    for key in ("micro_f1", "macro_f1", "samples_f1", "best_val_loss", "best_epoch", "per_label"):
+        assert resumed[key] == straight[key], key
+    assert [e["val_loss"] for e in resumed["epochs"]] == [e["val_loss"] for e in straight["epochs"]]
+    # the history reads as one run: every step once, in order
+    steps = [r["step"] for r in read_jsonl(out / "history.jsonl") if r["kind"] == "step"]
+    assert steps == list(range(1, straight["optimizer_steps"] + 1))
+
+
+def test_resume_of_a_finished_run_is_harmless(tmp_path, ddp_run, small_csv, tiny_model):
+    out = tmp_path / "run"
+    shutil.copytree(ddp_run, out)
+    before = json.loads((out / "metrics.json").read_text())
+    python("train_ddp.py", *flags(data=small_csv, model=tiny_model, output_dir=out, resume=True,
+                                  **TINY_RUN))
+    after = json.loads((out / "metrics.json").read_text())
+    assert after["optimizer_steps"] == before["optimizer_steps"]
+    assert after["epochs"] == before["epochs"]
+    assert len(read_jsonl(out / "history.jsonl")) == len(read_jsonl(ddp_run / "history.jsonl"))
+
+
+def test_failing_rank_ends_the_job_promptly_with_its_error(tmp_path, tiny_model, small_csv):
+    # The collective timeout is 30 min: finishing at all within the subprocess timeout shows that
+    # torchrun tore the job down instead of leaving rank 0 waiting in a collective.
+    proc = torchrun(2, "tests/instrumented_train.py",
+                    *flags(data=small_csv, model=tiny_model, output_dir=tmp_path / "run",
+                           **TINY_RUN),
+                    check=False, timeout=240, VACANCY_FAULT="raise:1:2")
+    assert proc.returncode != 0
+    assert "injected failure on rank 1 in epoch 2" in proc.stderr
+    assert (tmp_path / "run" / "best" / "config.json").exists()  # epoch 1's best survived
+
+
+@pytest.fixture
+def engine(tiny_model):
+    model = load_model(str(tiny_model), ["a", "b"])
+    engine = DDPEngine(model, TrainConfig(precision="fp32"), torch.device("cpu"), [100])
+    engine.set_trainable(None)
+    return engine
+
+
+def batch():
+    return {"input_ids": torch.tensor([[101, 2000, 102]]), "attention_mask": torch.ones(1, 3,
+                                                                                          dtype=torch.long),
+            "labels": torch.tensor([[1.0, 0.0]])}
+
+
+def test_non_finite_step_is_skipped_and_counted(engine):
+    before = engine.model.classifier.weight.detach().clone()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(engine.forward(batch()),
+                                                                batch()["labels"])
+    engine.backward(loss * float("nan"))
+    out = engine.step()
+    assert out["skipped"] and not np.isfinite(out["grad_norm"])
+    assert torch.equal(engine.model.classifier.weight, before)
+    engine.backward(torch.nn.functional.binary_cross_entropy_with_logits(
+        engine.forward(batch()), batch()["labels"]))
+    assert not engine.step()["skipped"]
+    assert not torch.equal(engine.model.classifier.weight, before)
+
+
+def test_loss_that_stays_non_finite_stops_the_run(engine, tmp_path):
+    trainer = Trainer(engine, TrainConfig(), [], None, 0, tmp_path, None)
+    bad = {"skipped": True, "grad_norm": float("nan"), "loss_scale": 1.0, "samples_per_s": 1.0,
+           "tokens_per_s": 1.0}
+    for _ in range(MAX_BAD_STEPS - 1):
+        trainer._after_step(bad, float("nan"), {})
+    assert trainer.state.skipped_steps == MAX_BAD_STEPS - 1
+    with pytest.raises(TrainingError, match=f"the last {MAX_BAD_STEPS} optimizer steps had "
+                                            "non-finite gradients"):
+        trainer._after_step(bad, float("nan"), {})
+
+
+class Evil:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').write('x')",))
+
+
+def test_checkpoints_never_unpickle_arbitrary_objects(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = load_model(str(tiny_model), ["a", "b"])
+    checkpoint.save_last(tmp_path, model, {"step": 1})
+    with open(tmp_path / "last" / checkpoint.STATE_FILE, "wb") as f:
+        pickle.dump({"step": Evil()}, f)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        checkpoint.load_last(tmp_path, model)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_same_seed_same_data_same_metrics(tmp_path, tiny_model, small_csv):
+    runs = []
+    for name in ("a", "b"):
+        python("train_ddp.py", *flags(data=small_csv, model=tiny_model, output_dir=tmp_path / name,
+                                      epochs=2, freeze_epochs=1, batch_size=32))
+        runs.append(json.loads((tmp_path / name / "metrics.json").read_text()))
+    for key in ("micro_f1", "macro_f1", "best_val_loss", "per_label"):
+        assert runs[0][key] == runs[1][key], key
+    assert [e["train_loss"] for e in runs[0]["epochs"]] == [e["train_loss"] for e in runs[1]["epochs"]]
