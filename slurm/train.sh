@@ -1,9 +1,9 @@
 #!/bin/bash
 # Train across Slurm nodes: srun starts one torchrun per node, torchrun one process per GPU.
 #
-#   sbatch slurm/train.sh --data my.csv --model bert-base-uncased    # from the repository root
-#   sbatch --nodes=4 slurm/train.sh --data my.csv                    # any node count, no edits
-#   NPROC_PER_NODE=2 sbatch --gpus-per-node=0 slurm/train.sh ...     # CPU-only partition
+#   sbatch slurm/train.sh --data my.csv --model models/bert-base-uncased    # from the repo root
+#   sbatch --nodes=4 slurm/train.sh --data my.csv                           # any node count
+#   NPROC_PER_NODE=2 sbatch --gpus-per-node=0 slurm/train.sh ...            # CPU-only partition
 #
 # Arguments go to train_ddp.py unchanged. The run goes to runs/<job name>-<job id> unless they
 # include --output-dir (on the command line: flags override a --config file); the log goes to
@@ -23,6 +23,8 @@
 # --ntasks-per-node=1: one torchrun per node; it starts the per-GPU processes itself.
 # --open-mode=append: a requeued job adds to its log instead of overwriting it.
 # --requeue: after a node failure or preemption the job goes back to the queue (and resumes).
+# --time: the wall-clock limit. A job that reaches it ends as TIMEOUT and is not requeued; submit
+#   again with --output-dir runs/<job name>-<old id> --resume to go on from its last epoch.
 set -euo pipefail
 : "${SLURM_JOB_ID:?submit this script with sbatch (see README.md)}"
 
@@ -48,8 +50,8 @@ rdzv_port=${RDZV_PORT:-$(( 20000 + SLURM_JOB_ID % 10000 ))}
 #   in one collective, e.g. in the barrier while rank 0 writes a checkpoint, before the job
 #   counts as hung. Raise it for large models on slow shared filesystems.
 export VACANCY_DIST_TIMEOUT_MIN=${VACANCY_DIST_TIMEOUT_MIN:-30}
-# - After such a timeout or an NCCL error, tear the process down (3: the current default;
-#   set here because older torch differs), so the step fails instead of idling until --time runs out.
+# - After such a timeout or an NCCL error, tear the process down (3, torch's current default;
+#   older versions differ), so the step fails instead of idling until --time runs out.
 export TORCH_NCCL_ASYNC_ERROR_HANDLING=${TORCH_NCCL_ASYNC_ERROR_HANDLING:-3}
 # - NCCL prints why a connection failed (network interface, InfiniBand) instead of just hanging.
 export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
@@ -64,7 +66,7 @@ echo "job $SLURM_JOB_ID, restart ${SLURM_RESTART_COUNT:-0}: $SLURM_NNODES node(s
      "[$SLURM_JOB_NODELIST] x $nproc_per_node process(es); rendezvous at $head_addr:$rdzv_port"
 
 # srun of Slurm 22.05+ does not pass the job's --cpus-per-task on to the step: say it again.
-# Each node first logs its own name ($SLURMD_NODENAME, expanded there).
+# Each node first logs its own name ($SLURMD_NODENAME, expanded there), then becomes torchrun.
 srun --kill-on-bad-exit=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" \
     bash -c 'echo "node $SLURMD_NODENAME: torchrun node rank $SLURM_NODEID"; exec torchrun "$@"' \
     torchrun \

@@ -25,6 +25,8 @@ from pathlib import Path
 
 NODES = ("n1", "n2")
 PROGRAMS = ("slurmctld", "slurmd", "munged", "sbatch", "scontrol")
+FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+         "PREEMPTED", "BOOT_FAIL", "DEADLINE"}  # job states after which nothing more happens
 
 
 def missing() -> str | None:
@@ -102,7 +104,6 @@ FirstJobId={random.randrange(1000, 900000)}
 MinJobAge=3600
 # cancelled/requeued jobs get SIGKILL 5 s after SIGTERM
 KillWait=5
-ReturnToService=2
 StateSaveLocation={r}/state
 SlurmdSpoolDir={r}/spool/%n
 SlurmctldPidFile={r}/slurmctld.pid
@@ -123,8 +124,9 @@ PartitionName=debug Nodes={','.join(NODES)} Default=YES State=UP MaxTime=INFINIT
             (self.root / d).mkdir(parents=True, exist_ok=True)
         self.write_config()
         key = self.root / "munge.key"
-        key.write_bytes(os.urandom(1024))
-        key.chmod(0o600)
+        key.unlink(missing_ok=True)
+        with open(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(os.urandom(1024))
         r = self.root
         # --force: munged refuses to run as root otherwise; its socket is private to this cluster
         self._run("munged", "--force", f"--socket={r}/munge.socket", f"--key-file={key}",
@@ -133,7 +135,7 @@ PartitionName=debug Nodes={','.join(NODES)} Default=YES State=UP MaxTime=INFINIT
         self._run("slurmctld")
         for n in NODES:
             self._run("slurmd", "-N", n)
-        deadline = time.monotonic() + timeout
+        deadline, states = time.monotonic() + timeout, {}
         while time.monotonic() < deadline:
             states = self._node_states()
             if states and all(states.get(n) == "idle" for n in NODES):
@@ -152,14 +154,13 @@ PartitionName=debug Nodes={','.join(NODES)} Default=YES State=UP MaxTime=INFINIT
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.squeue():
                 time.sleep(0.5)
-        for name, pid in pids.items():
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(_alive(p) for p in pids.values()):
-            time.sleep(0.2)
-        for pid in pids.values():
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids.values():
+                if _alive(pid):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and any(_alive(p) for p in pids.values()):
+                time.sleep(0.2)
 
     def _pids(self) -> dict[str, int]:
         """Pids from the pid files that still belong to the daemon named (pids get reused)."""
@@ -211,7 +212,7 @@ PartitionName=debug Nodes={','.join(NODES)} Default=YES State=UP MaxTime=INFINIT
         return proc.stdout
 
     def job(self, job_id: str) -> dict[str, str]:
-        """`scontrol show job` as a dict (JobState, RestartCnt, ExitCode, NodeList, ...)."""
+        """`scontrol show job` as a dict (JobState, Restarts, ExitCode, NodeList, ...)."""
         fields = {}
         for item in self.scontrol("show", "job", "-o", job_id).split():
             key, _, value = item.partition("=")
@@ -230,10 +231,6 @@ PartitionName=debug Nodes={','.join(NODES)} Default=YES State=UP MaxTime=INFINIT
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job['JobState']} after {timeout:.0f} s")
             time.sleep(every)
-
-
-FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-         "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
 
 
 def main(argv: list[str]) -> int:

@@ -102,3 +102,13 @@ def test_requeued_job_resumes_from_its_last_checkpoint(cluster, tmp_path, tiny_m
     resumed = len(steps) - 1 - steps[::-1].index(per_epoch + 1)
     assert steps[resumed:] == list(range(per_epoch + 1, 2 * per_epoch + 1))
     assert metrics["optimizer_steps"] == 2 * per_epoch
+
+
+def test_submitting_from_outside_the_repo_fails_with_one_line(cluster, tmp_path):
+    (tmp_path / "logs").mkdir()
+    job_id = cluster.sbatch(*CPU_JOB, ROOT / "slurm" / "train.sh", cwd=tmp_path)
+    job = cluster.wait(job_id)
+    log = job_files(tmp_path, job_id)[1].read_text()
+    assert job["JobState"] == "FAILED" and job["ExitCode"] == "2:0"
+    assert log.strip() == (f"error: {tmp_path}/train_ddp.py not found: submit from the "
+                           "repository root")
