@@ -1,0 +1,116 @@
+"""The baseline every comparison includes: TF-IDF n-grams + one-vs-rest logistic regression.
+
+    python -m vacancy.baseline --data data/vacancies.csv --output-dir runs/baseline
+
+Same split, label handling, threshold tuning and evaluation as a transformer run (train_ddp.py), and
+the same metrics.json / report.txt / test_predictions.csv, so `python -m vacancy.compare` can set
+them side by side and show what the transformer buys.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .data import DataError, LabelSpace, count_leaked, read_csv, split
+from .metrics import bce_with_logits, evaluate, sigmoid, tune_thresholds
+from .run import summary, write_json, write_results
+
+log = logging.getLogger("vacancy")
+MODEL_NAME = "tfidf-logreg"
+
+
+def build_classifier(C: float, seed: int):
+    """Word 1-2 grams and character 2-5 grams (within word boundaries, so typos and word pieces
+    still match), each label its own L2-regularised logistic regression."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline, make_union
+    features = make_union(
+        TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2))
+    return make_pipeline(features, OneVsRestClassifier(
+        LogisticRegression(C=C, solver="liblinear", max_iter=1000, random_state=seed)))
+
+
+def run_baseline(args: argparse.Namespace) -> dict:
+    run_dir = Path(args.output_dir)
+    parts = split(read_csv(args.data), args.split_seed, args.data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", {**vars(args), "model": MODEL_NAME, "engine": "sklearn"})
+    labels = LabelSpace.fit(parts.train["labels"])
+    targets = {name: labels.encode(getattr(parts, name)["labels"], name)
+               for name in ("train", "val", "test")}
+    leaked = count_leaked(parts.train, parts.test)
+    log.info("data: %d train / %d val / %d test titles, %d labels; %d test title(s) (%.1f%%) also "
+             "occur verbatim in train", len(parts.train), len(parts.val), len(parts.test),
+             len(labels), leaked, 100 * leaked / len(parts.test))
+
+    classifier = build_classifier(args.C, args.seed)
+    start = time.perf_counter()
+    classifier.fit(parts.train["title"], targets["train"])
+    train_seconds = time.perf_counter() - start
+    # decision_function gives the per-label logits, so val loss is the same BCE a transformer
+    # run reports and sigmoid() gives predict_proba's probabilities.
+    val_logits = classifier.decision_function(parts.val["title"])
+    test_probs = sigmoid(classifier.decision_function(parts.test["title"]))
+    thresholds = tune_thresholds(sigmoid(val_logits), targets["val"]) if args.thresholds is None \
+        else np.full(len(labels), args.thresholds)
+    metrics, report = evaluate(test_probs, targets["test"], thresholds, labels.names)
+    metrics.update(best_val_loss=bce_with_logits(val_logits, targets["val"]), best_epoch=None,
+                   n_train=len(parts.train), n_val=len(parts.val), n_test=len(parts.test),
+                   test_in_train=leaked, world_size=1, precision="fp64", model=MODEL_NAME,
+                   engine="sklearn", optimizer_steps=None, skipped_steps=0,
+                   train_seconds=round(train_seconds, 1),
+                   samples_per_s=round(len(parts.train) / train_seconds, 1), epochs=[])
+    write_results(run_dir, metrics, report, thresholds, labels.names, parts.test, test_probs)
+    print(report)
+    print(summary(metrics))
+    return metrics
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="CSV with `title` and `area` columns")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--thresholds", type=float, default=None, metavar="FLOAT",
+                        help="one threshold in (0, 1) for every label (default: tuned per label "
+                             "on val, as in training)")
+    parser.add_argument("--C", type=float, default=10.0,
+                        help="inverse L2 regularisation strength of each logistic regression")
+    parser.add_argument("--split-seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a run already in --output-dir")
+    args = parser.parse_args(argv)
+    if args.thresholds is not None and not 0 < args.thresholds < 1:
+        parser.error(f"--thresholds: must be in (0, 1), got {args.thresholds}")
+    if args.C <= 0:
+        parser.error(f"--C: must be > 0, got {args.C}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    run_dir = Path(args.output_dir)
+    if (run_dir / "config.json").exists() and not args.overwrite:
+        print(f"error: --output-dir {run_dir} holds another run: pass --overwrite to replace it",
+              file=sys.stderr)
+        return 2
+    try:
+        run_baseline(args)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
