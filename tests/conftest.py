@@ -64,7 +64,7 @@ def small_csv(tmp_path_factory) -> Path:
     return path
 
 
-TINY_RUN = dict(epochs=3, freeze_epochs=1, batch_size=16, grad_accum=2, lr=3e-4, head_lr=3e-3)
+TINY_RUN = dict(epochs=3, freeze_epochs=1, batch_size=8, grad_accum=2, lr=1e-3, head_lr=1e-2)
 
 
 def flags(**values) -> list[str]:

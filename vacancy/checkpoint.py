@@ -54,10 +54,11 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def save_best(run_dir: Path, model, tokenizer, meta: dict) -> None:
-    """The model as a `save_pretrained` directory any transformers install can load."""
+def save_best(run_dir: Path, model, tokenizer, meta: dict, state_dict: dict | None = None) -> None:
+    """The model as a `save_pretrained` directory any transformers install can load
+    (`state_dict`: full weights where the model's own are partitioned, as under ZeRO-3)."""
     with atomic_dir(Path(run_dir) / BEST) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         (tmp / "training_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 

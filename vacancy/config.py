@@ -58,6 +58,10 @@ class TrainConfig:
     thresholds: str = field(default="tuned", metadata={
         "help": "`tuned`: one threshold per label maximising its F1 on val; or a number in (0, 1) "
                 "used for every label."})
+    deepspeed: str = field(default="", metadata={
+        "help": "DeepSpeed JSON config (e.g. ds_config.json): train on a DeepSpeed engine instead "
+                "of DDP. Micro batch, accumulation, clipping and precision are filled from this "
+                "config where the file leaves them out and must agree where it sets them."})
     resume: bool = field(default=False, metadata={
         "help": "Continue the run in --output-dir from its last checkpoint (starts fresh if none)."})
     overwrite: bool = field(default=False, metadata={
@@ -102,6 +106,9 @@ class TrainConfig:
             raise ConfigError("lr and head_lr must be > 0")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if self.deepspeed and self.unfreeze == "gradual":
+            raise ConfigError("--unfreeze gradual is not supported with --deepspeed (ZeRO fixes "
+                              "its trainable parameters when the engine is built)")
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other: pick one")
         self.fixed_threshold  # validates the thresholds field
@@ -139,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(multi-label).",
         argument_default=argparse.SUPPRESS)  # only flags the user typed override the file
     parser.add_argument("--config", help="JSON file of settings (keys as in config.json).")
+    # the `deepspeed` launcher passes --local_rank; the rank comes from the environment anyway
+    parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     for f in fields(TrainConfig):
         help_text = f"{f.metadata['help']} (default: {f.default})"
         if f.type == "bool":
@@ -171,6 +180,7 @@ def load_config_file(path: str) -> dict[str, Any]:
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """Defaults < --config file < flags. argparse exits with status 2 on an unknown flag."""
     args = vars(build_parser().parse_args(argv))
+    args.pop("local_rank", None)
     values = load_config_file(args.pop("config")) if "config" in args else {}
     values.update(args)
     return TrainConfig(**values)

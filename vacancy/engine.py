@@ -1,17 +1,23 @@
-"""The training engine: one small interface (forward / backward / step / state) over DDP.
+"""Training engines: one small interface over DDP and DeepSpeed.
 
-The training loop in trainer.py only talks to this, so a second engine (DeepSpeed) can sit behind
-the same loop.
+    set_trainable(top_layers)   apply the freezing schedule
+    forward(batch) -> logits    under the run's precision
+    no_sync(final)              context for one micro batch (final: the optimizer step follows)
+    backward(loss); step()      loss already divided by the micro batches of the step
+    save_best / save_last / load_last    called on every rank
+
+The training loop (trainer.py) only talks to this interface, so both engines share it.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from . import dist
+from . import checkpoint, dist
 from .model import lr_factor, param_groups, set_trainable
 
 
@@ -21,20 +27,64 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-class DDPEngine:
-    """Model + AdamW + per-step LR schedule + autocast/GradScaler, wrapped in DDP when distributed."""
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
+
+
+class Scorer:
+    """Forward passes under autocast: all that evaluation needs from an engine."""
+
+    def __init__(self, model, device: torch.device, precision: str) -> None:
+        self.model, self.device, self.precision = model.to(device), device, precision
+        self.wrapped = model
+
+    autocast = True  # False where the engine casts the model itself (DeepSpeed)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        dtype = DTYPES[self.precision]
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.autocast and bool(dtype)):
+            return self.wrapped(input_ids=batch["input_ids"],
+                                attention_mask=batch["attention_mask"]).logits.float()
+
+
+class LRSchedule:
+    """Picklable LR multiplier of one param group (see model.lr_factor). Encoder groups stay at 0
+    while the encoder is frozen, so nothing (weight decay included) moves it."""
+
+    def __init__(self, phase_steps: list[int], warmup_ratio: float, frozen_steps: int) -> None:
+        self.phase_steps, self.warmup_ratio = list(phase_steps), warmup_ratio
+        self.frozen_steps = frozen_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.frozen_steps:
+            return 0.0
+        return lr_factor(step, self.phase_steps, self.warmup_ratio)
+
+
+def build_optimizer(model, config, phase_steps: list[int], fused: bool = False):
+    """AdamW over the head/encoder param groups, and its per-optimizer-step LR schedule."""
+    groups = param_groups(model, config.lr, config.head_lr, config.weight_decay)
+    optimizer = torch.optim.AdamW(groups, fused=fused)
+    frozen_steps = phase_steps[0] if config.freeze_epochs else 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [
+        LRSchedule(phase_steps, config.warmup_ratio,
+                   0 if g["name"].startswith("head") else frozen_steps) for g in groups])
+    return optimizer, scheduler
+
+
+def lrs(optimizer) -> dict[str, float]:
+    return {g["name"]: g["lr"] for g in optimizer.param_groups}
+
+
+class DDPEngine(Scorer):
+    """Model + AdamW + LR schedule + autocast/GradScaler, wrapped in DDP when distributed."""
 
     def __init__(self, model, config, device: torch.device, phase_steps: list[int]) -> None:
-        self.model, self.config, self.device = model.to(device), config, device
-        self.precision = resolve_precision(config.precision, device)
-        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[self.precision]
-        groups = param_groups(model, config.lr, config.head_lr, config.weight_decay)
-        fused = device.type == "cuda"  # one kernel for all parameters; not available on CPU
-        self.optimizer = torch.optim.AdamW(groups, fused=fused)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, LRSchedule(phase_steps, config.warmup_ratio))
+        super().__init__(model, device, resolve_precision(config.precision, device))
+        self.config = config
+        # fused: one kernel for all parameters; CUDA only
+        self.optimizer, self.scheduler = build_optimizer(model, config, phase_steps,
+                                                         fused=device.type == "cuda")
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
-        self.wrapped = model
         self.top_layers: object = "unset"
 
     def set_trainable(self, top_layers: int | None) -> None:
@@ -46,11 +96,6 @@ class DDPEngine:
             self.wrapped = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.top_layers = top_layers
-
-    def forward(self, batch: dict) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            return self.wrapped(input_ids=batch["input_ids"],
-                                attention_mask=batch["attention_mask"]).logits.float()
 
     def no_sync(self, final_micro_step: bool):
         """Skip DDP's gradient all-reduce on all but the last micro batch of an optimizer step."""
@@ -82,24 +127,34 @@ class DDPEngine:
         return {"grad_norm": norm, "skipped": skipped, "loss_scale": scale}
 
     def lrs(self) -> dict[str, float]:
-        return {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+        return lrs(self.optimizer)
 
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict()}
+    def save_best(self, run_dir: Path, tokenizer, meta: dict) -> None:
+        if dist.is_main():
+            checkpoint.save_best(run_dir, self.model, tokenizer, meta)
+        dist.barrier()
 
-    def load_state_dict(self, state: dict) -> None:
+    def save_last(self, run_dir: Path, run_state: str) -> None:
+        if dist.is_main():
+            checkpoint.save_last(run_dir, self.model, {
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "run": run_state})
+        dist.barrier()
+
+    def load_last(self, run_dir: Path) -> str | None:
+        """Load last/ (every rank reads the same files); return the saved run state."""
+        state = checkpoint.load_last(run_dir, self.model)
+        if state is None:
+            return None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
+        return state["run"]
 
 
-class LRSchedule:
-    """Picklable LR multiplier for LambdaLR (see model.lr_factor)."""
-
-    def __init__(self, phase_steps: list[int], warmup_ratio: float) -> None:
-        self.phase_steps, self.warmup_ratio = list(phase_steps), warmup_ratio
-
-    def __call__(self, step: int) -> float:
-        return lr_factor(step, self.phase_steps, self.warmup_ratio)
+def make_engine(model, config, device: torch.device, phase_steps: list[int]):
+    if config.deepspeed:
+        from .deepspeed_engine import DeepSpeedEngine
+        return DeepSpeedEngine(model, config, device, phase_steps)
+    return DDPEngine(model, config, device, phase_steps)

@@ -85,11 +85,13 @@ def _encoder_layers(model: nn.Module) -> nn.ModuleList | None:
     return None
 
 
-def set_trainable(model: nn.Module, top_layers: int | None) -> None:
-    """Train the head plus the top `top_layers` encoder layers (None: the whole encoder).
+def set_trainable(model: nn.Module, top_layers: int | None, freeze_grads: bool = True) -> set[str]:
+    """Train the head plus the top `top_layers` encoder layers (None: the whole encoder); return
+    the names of the frozen parameters.
 
-    Frozen parameters have requires_grad=False, so autograd records no graph through them, and the
-    frozen part runs in eval mode (no dropout: its output for a title is then fixed).
+    Frozen parameters get requires_grad=False (unless `freeze_grads` is False), so autograd records
+    no graph through them, and the frozen part runs in eval mode (no dropout: its output for a
+    title is then fixed).
     """
     head = head_parameter_names(model)
     layers = _encoder_layers(model)
@@ -99,24 +101,25 @@ def set_trainable(model: nn.Module, top_layers: int | None) -> None:
     if top_layers is None or layers is None:
         trainable |= {n for n, _ in model.named_parameters()}
     elif top_layers > 0:
-        for layer in list(layers)[-top_layers:]:
-            trainable |= {n for n, p in model.named_parameters()
-                          if any(p is q for q in layer.parameters())}
-    for name, p in model.named_parameters():
-        p.requires_grad_(name in trainable)
+        in_top = {id(p) for layer in list(layers)[-top_layers:] for p in layer.parameters()}
+        trainable |= {n for n, p in model.named_parameters() if id(p) in in_top}
+    if freeze_grads:
+        for name, p in model.named_parameters():
+            p.requires_grad_(name in trainable)
     model.train()
-    _eval_frozen(model)
+    _eval_frozen(model, {id(p) for n, p in model.named_parameters() if n in trainable})
+    return {n for n, _ in model.named_parameters()} - trainable
 
 
-def _eval_frozen(module: nn.Module) -> None:
+def _eval_frozen(module: nn.Module, trainable: set[int]) -> None:
     """Put every fully frozen submodule in eval mode; parameter-free ones (dropout) follow their
     parent."""
     for child in module.children():
         params = list(child.parameters())
-        if params and not any(p.requires_grad for p in params):
+        if params and not any(id(p) in trainable for p in params):
             child.eval()
         elif params:
-            _eval_frozen(child)
+            _eval_frozen(child, trainable)
 
 
 def trainable_top_layers(config, epoch: int) -> int | None:

@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
-from safetensors.torch import load_model
 
 from . import checkpoint, dist
 from .config import TrainConfig
 from .data import LabelSpace, PadCollator, TitleDataset, count_leaked, read_csv, split, tokenize
-from .engine import DDPEngine
+from .engine import Scorer, make_engine
 from .metrics import evaluate, sigmoid, tune_thresholds
 from .model import init_head_bias, load_model as load_classifier, load_tokenizer
 from .plots import write_plots
@@ -50,7 +49,7 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
     model = load_classifier(config.model, labels.names)
     init_head_bias(model, targets["train"])
     spe = steps_per_epoch(loaders["train"], config.grad_accum)
-    engine = DDPEngine(model, config, device, phase_steps(config, spe))
+    engine = make_engine(model, config, device, phase_steps(config, spe))
     log.info("global batch: micro batch %d x accumulation %d x world size %d = %d; %d optimizer "
              "steps per epoch; precision %s on %s", config.batch_size, config.grad_accum,
              dist.world_size(), config.global_batch(dist.world_size()), spe, engine.precision,
@@ -75,9 +74,9 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
 
     # Final evaluation of the best checkpoint, on every rank (each scores its shard).
     best = run_dir / checkpoint.BEST
-    load_model(engine.model, str(best / "model.safetensors"))
-    val_logits, val_targets = predict_logits(engine, loaders["val"], len(datasets["val"]))
-    test_logits, test_targets = predict_logits(engine, loaders["test"], len(datasets["test"]))
+    scorer = Scorer(load_classifier(str(best), labels.names), device, engine.precision)
+    val_logits, val_targets = predict_logits(scorer, loaders["val"], len(datasets["val"]))
+    test_logits, test_targets = predict_logits(scorer, loaders["test"], len(datasets["test"]))
     fixed = config.fixed_threshold
     thresholds = tune_thresholds(sigmoid(val_logits), val_targets) if fixed is None \
         else np.full(len(labels), fixed)

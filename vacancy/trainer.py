@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from . import checkpoint, dist
+from . import dist
 from .metrics import bce_with_logits, macro_f1, micro_f1, sigmoid
 from .model import trainable_top_layers
 
@@ -124,7 +124,8 @@ class Trainer:
         # continues exactly as the uninterrupted run would.
         torch.manual_seed(config.seed + 1000 * epoch + dist.rank())
         n_batches = len(self.train_loader)
-        loss_sum = torch.zeros(2, dtype=torch.float64)  # sum of per-sample losses, samples
+        # sum of per-sample losses, samples; on the engine's device, as NCCL needs
+        loss_sum = torch.zeros(2, dtype=torch.float64, device=engine.device)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}", leave=False, dynamic_ncols=True,
                    disable=not dist.is_main())
         seen, step_start = [0, 0], time.perf_counter()  # samples, non-pad tokens in this step
@@ -139,7 +140,8 @@ class Trainer:
                 loss = F.binary_cross_entropy_with_logits(logits, batch["labels"])
                 engine.backward(loss / in_step)
             n = len(batch["labels"])
-            loss_sum += torch.tensor([loss.item() * n, n], dtype=torch.float64)
+            loss_sum[0] += loss.detach().double() * n
+            loss_sum[1] += n
             if final:
                 lrs = engine.lrs()  # the LRs this step uses (the scheduler moves on in step())
                 out = engine.step()
@@ -176,22 +178,18 @@ class Trainer:
     _bad_run = 0
 
     def _save(self, improved: bool) -> None:
-        """Rank 0 writes best/ (when val loss improved) and last/; the others wait for it."""
-        if dist.is_main():
-            if improved:
-                checkpoint.save_best(self.run_dir, self.engine.model, self.tokenizer,
-                                     {"epoch": self.state.best_epoch,
-                                      "val_loss": self.state.best_val_loss})
-            checkpoint.save_last(self.run_dir, self.engine.model,
-                                 {"engine": self.engine.state_dict(),
-                                  "run": json.dumps(self.state.__dict__)})
-        dist.barrier()
+        """best/ when val loss improved, and last/. Every rank calls this: the engine decides who
+        writes (DeepSpeed needs all ranks in save_checkpoint; DDP lets rank 0 write)."""
+        if improved:
+            self.engine.save_best(self.run_dir, self.tokenizer,
+                                  {"epoch": self.state.best_epoch,
+                                   "val_loss": self.state.best_val_loss})
+        self.engine.save_last(self.run_dir, json.dumps(self.state.__dict__))
 
     def load(self) -> bool:
-        """Resume from last/ if there is one; every rank loads the same files."""
-        saved = checkpoint.load_last(self.run_dir, self.engine.model)
+        """Resume from the last checkpoint if there is one."""
+        saved = self.engine.load_last(self.run_dir)
         if saved is None:
             return False
-        self.engine.load_state_dict(saved["engine"])
-        self.state = RunState(**json.loads(saved["run"]))
+        self.state = RunState(**json.loads(saved))
         return True
