@@ -15,13 +15,14 @@ if [ $# -lt 2 ]; then
 fi
 csv=$1 out=$2
 shift 2
-cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
+# No cd: CSV, OUTDIR and model directories stay relative to the caller's directory.
+root=$(cd "$(dirname "$0")/.." && pwd)
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 epochs=${EPOCHS:-4} freeze=${FREEZE_EPOCHS:-1} nproc=${NPROC:-1}
 if [ "$nproc" -gt 1 ]; then
-    launch=(torchrun --standalone --nproc_per_node "$nproc" train_ddp.py)
+    launch=(torchrun --standalone --nproc_per_node "$nproc" "$root/train_ddp.py")
 else
-    launch=(python train_ddp.py)
+    launch=(python "$root/train_ddp.py")
 fi
 
 runs=("$out/baseline")

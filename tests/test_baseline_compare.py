@@ -142,8 +142,10 @@ def test_compare_models_script_runs_the_study(tmp_path, small_csv, tiny_model):
     out = tmp_path / "study"
     env = run_env(MODELS=str(tiny_model), EPOCHS="2", FREEZE_EPOCHS="1",
                   TRAIN_FLAGS="--batch-size 32 --lr 3e-4")
-    cmd = ["bash", "scripts/compare_models.sh", str(small_csv), str(out)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    # run from tmp_path with relative paths: the script must not change directory
+    cmd = ["bash", str(ROOT / "scripts" / "compare_models.sh"), str(small_csv), "study"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     name = tiny_model.name
     frozen, unfrozen = read_metrics(out / f"{name}-frozen"), read_metrics(out / f"{name}-unfrozen")
@@ -153,6 +155,7 @@ def test_compare_models_script_runs_the_study(tmp_path, small_csv, tiny_model):
     assert [r[0] for r in rows] == ["baseline", f"{name}-frozen", f"{name}-unfrozen"]
     assert (out / "comparison.png").exists()
     before = {p: os.stat(p).st_mtime_ns for p in out.glob("*/metrics.json")}
-    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
     assert again.returncode == 0 and again.stdout.count("(finished)") == 2
     assert {p: os.stat(p).st_mtime_ns for p in out.glob("*/metrics.json")} == before

@@ -80,7 +80,7 @@ def load_runs(paths: list[str]) -> list[Run]:
     for path in paths:
         if not path.is_dir():
             raise CompareError(f"{path}: no such run directory")
-    names = [p.resolve().name for p in paths]
+    names = [p.name or p.resolve().name for p in paths]  # a symlink keeps its own name
     runs = []
     for path, name in zip(paths, names):
         if names.count(name) > 1:  # e.g. a/run and b/run: keep them apart
@@ -188,7 +188,8 @@ def conclusion(runs: list[Run]) -> list[str]:
 
 def consistency_notes(runs: list[Run]) -> list[str]:
     """Runs on different data or splits cannot be compared number by number: say so."""
-    data = {r.config.get("data") for r in runs if r.config.get("data")}
+    # by file name: one run may have been given a relative path, another an absolute one
+    data = {Path(r.config["data"]).name for r in runs if r.config.get("data")}
     sizes = {(r.metrics.get("n_train"), r.metrics.get("n_test")) for r in runs}
     notes = []
     if len(data) > 1:
