@@ -2,7 +2,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 from sklearn.model_selection import train_test_split
 

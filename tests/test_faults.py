@@ -16,7 +16,7 @@ from vacancy import checkpoint
 from vacancy.checkpoint import CheckpointError
 from vacancy.config import TrainConfig
 from vacancy.engine import DDPEngine
-from vacancy.model import load_model, set_trainable
+from vacancy.model import load_model
 from vacancy.trainer import MAX_BAD_STEPS, Trainer, TrainingError
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, LabelSpace, count_leaked, read_csv, split
+from .data import DataError, load_splits
 from .metrics import bce_with_logits, evaluate, sigmoid, tune_thresholds
 from .run import summary, write_json, write_results
 
@@ -41,16 +41,10 @@ def build_classifier(C: float, seed: int):
 
 def run_baseline(args: argparse.Namespace) -> dict:
     run_dir = Path(args.output_dir)
-    parts = split(read_csv(args.data), args.split_seed, args.data)
+    data = load_splits(args.data, args.split_seed)
+    parts, labels, targets, leaked = data.parts, data.labels, data.targets, data.leaked
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {**vars(args), "model": MODEL_NAME, "engine": "sklearn"})
-    labels = LabelSpace.fit(parts.train["labels"])
-    targets = {name: labels.encode(getattr(parts, name)["labels"], name)
-               for name in ("train", "val", "test")}
-    leaked = count_leaked(parts.train, parts.test)
-    log.info("data: %d train / %d val / %d test titles, %d labels; %d test title(s) (%.1f%%) also "
-             "occur verbatim in train", len(parts.train), len(parts.val), len(parts.test),
-             len(labels), leaked, 100 * leaked / len(parts.test))
 
     classifier = build_classifier(args.C, args.seed)
     start = time.perf_counter()

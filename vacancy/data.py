@@ -106,6 +106,27 @@ def split(df: pd.DataFrame, seed: int = 42, path: str = "data") -> Splits:
     return Splits(*(part.reset_index(drop=True) for part in (train, val, test)))
 
 
+@dataclass
+class LabelledSplits:
+    parts: Splits
+    labels: "LabelSpace"
+    targets: dict[str, np.ndarray]  # "train"/"val"/"test" -> binary label matrix
+    leaked: int  # test titles that occur verbatim in train
+
+
+def load_splits(path: str, split_seed: int = 42) -> LabelledSplits:
+    """Read, split and binarize (labels fitted on train); log the sizes and the leakage."""
+    parts = split(read_csv(path), split_seed, path)
+    labels = LabelSpace.fit(parts.train["labels"])
+    targets = {name: labels.encode(getattr(parts, name)["labels"], name)
+               for name in ("train", "val", "test")}
+    leaked = count_leaked(parts.train, parts.test)
+    log.info("data: %d train / %d val / %d test titles, %d labels; %d test title(s) (%.1f%%) also "
+             "occur verbatim in train", len(parts.train), len(parts.val), len(parts.test),
+             len(labels), leaked, 100 * leaked / len(parts.test))
+    return LabelledSplits(parts, labels, targets, leaked)
+
+
 def count_leaked(train: pd.DataFrame, other: pd.DataFrame) -> int:
     """How many titles of `other` occur verbatim (after cleaning) in train."""
     return int(other["title"].isin(set(train["title"])).sum())

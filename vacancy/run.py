@@ -14,7 +14,7 @@ import transformers
 
 from . import checkpoint, dist
 from .config import TrainConfig
-from .data import LabelSpace, PadCollator, TitleDataset, count_leaked, read_csv, split, tokenize
+from .data import PadCollator, TitleDataset, load_splits, tokenize
 from .engine import Scorer, make_engine
 from .metrics import evaluate, sigmoid, tune_thresholds
 from .model import init_head_bias, load_model as load_classifier, load_tokenizer
@@ -29,14 +29,8 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
     run_dir = Path(config.output_dir)
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(config.seed)
-    parts = split(read_csv(config.data), config.split_seed, config.data)
-    labels = LabelSpace.fit(parts.train["labels"])
-    targets = {name: labels.encode(getattr(parts, name)["labels"], name)
-               for name in ("train", "val", "test")}
-    leaked = count_leaked(parts.train, parts.test)
-    log.info("data: %d train / %d val / %d test titles, %d labels; %d test title(s) (%.1f%%) also "
-             "occur verbatim in train", len(parts.train), len(parts.val), len(parts.test),
-             len(labels), leaked, 100 * leaked / len(parts.test))
+    data = load_splits(config.data, config.split_seed)
+    parts, labels, targets, leaked = data.parts, data.labels, data.targets, data.leaked
 
     tokenizer = load_tokenizer(config.model)
     datasets = {name: TitleDataset(tokenize(tokenizer, getattr(parts, name)["title"],
