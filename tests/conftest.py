@@ -79,8 +79,9 @@ def flags(**values) -> list[str]:
 def ddp_run(tmp_path_factory, tiny_model, small_csv) -> Path:
     """One real 2-process torchrun training of the tiny model; records per-rank weight hashes."""
     out = tmp_path_factory.mktemp("ddp_run") / "run"
-    torchrun(2, "tests/instrumented_train.py",
-             *flags(data=small_csv, model=tiny_model, output_dir=out, **TINY_RUN))
+    proc = torchrun(2, "tests/instrumented_train.py",
+                    *flags(data=small_csv, model=tiny_model, output_dir=out, **TINY_RUN))
+    (out.parent / "stdout.txt").write_text(proc.stdout)  # beside the run: not one of its files
     return out
 
 

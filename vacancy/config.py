@@ -58,6 +58,11 @@ class TrainConfig:
     thresholds: str = field(default="tuned", metadata={
         "help": "`tuned`: one threshold per label maximising its F1 on val; or a number in (0, 1) "
                 "used for every label."})
+    frozen_cache: bool = field(default=True, metadata={
+        "help": "While the encoder is frozen, encode train and val once and train the head from "
+                "those outputs instead of re-running the encoder every frozen epoch (same losses; "
+                "BERT and RoBERTa classifiers on the DDP engine, others run the encoder). "
+                "--no-frozen-cache turns it off."})
     deepspeed: str = field(default="", metadata={
         "help": "DeepSpeed JSON config (e.g. ds_config.json): train on a DeepSpeed engine instead "
                 "of DDP. Micro batch, accumulation, clipping and precision are filled from this "
@@ -150,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     for f in fields(TrainConfig):
         help_text = f"{f.metadata['help']} (default: {f.default})"
-        if f.type == "bool":
-            parser.add_argument(_flag(f.name), action="store_true", help=help_text)
+        if f.type == "bool":  # --no-X turns off what is on by default
+            parser.add_argument(_flag(f.name), help=help_text, action=argparse.BooleanOptionalAction
+                                if f.default else "store_true")
             continue
         kind = {"int": int, "float": float, "str": str}[f.type]
         parser.add_argument(_flag(f.name), type=kind, choices=f.metadata.get("choices"),

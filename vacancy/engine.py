@@ -38,10 +38,18 @@ class Scorer:
         self.wrapped = model
 
     autocast = True  # False where the engine casts the model itself (DeepSpeed)
+    head = None  # the model's head alone, while it trains from the frozen-phase cache
+
+    def amp(self):
+        """The autocast context of the run's precision."""
+        dtype = DTYPES[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype,
+                              enabled=self.autocast and bool(dtype))
 
     def forward(self, batch: dict) -> torch.Tensor:
-        dtype = DTYPES[self.precision]
-        with torch.autocast(self.device.type, dtype=dtype, enabled=self.autocast and bool(dtype)):
+        with self.amp():
+            if "first_hidden" in batch:  # a batch of cached encoder outputs (frozen_cache.py)
+                return self.head(batch["first_hidden"]).float()
             return self.wrapped(input_ids=batch["input_ids"],
                                 attention_mask=batch["attention_mask"]).logits.float()
 
@@ -97,11 +105,22 @@ class DDPEngine(Scorer):
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.top_layers = top_layers
 
+    def use_cache(self, head: torch.nn.Module | None) -> None:
+        """Train `head` (frozen_cache.FirstTokenHead: the model's own head modules) on cached
+        encoder outputs, or the whole model again (None). The head gets a DDP of its own, so its
+        gradients are still all-reduced; the model's DDP sees no forward meanwhile, so its hooks
+        stay idle."""
+        if head is not None and dist.world_size() > 1:
+            head = DistributedDataParallel(
+                head, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.head = head
+
     def no_sync(self, final_micro_step: bool):
         """Skip DDP's gradient all-reduce on all but the last micro batch of an optimizer step."""
-        if final_micro_step or not isinstance(self.wrapped, DistributedDataParallel):
+        module = self.wrapped if self.head is None else self.head
+        if final_micro_step or not isinstance(module, DistributedDataParallel):
             return contextlib.nullcontext()
-        return self.wrapped.no_sync()
+        return module.no_sync()
 
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from . import dist
+from .frozen_cache import CachedTitles, first_token_head, first_token_states
 from .metrics import bce_with_logits, macro_f1, micro_f1, sigmoid
 from .model import trainable_top_layers
 
@@ -51,21 +52,35 @@ def _to(batch: dict, device) -> dict:
 
 
 @torch.no_grad()
-def predict_logits(engine, loader: DataLoader, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and targets for the whole dataset, identical on every rank: each rank scores its
-    shard, all shards are gathered, and the sampler's padding duplicates are dropped by index."""
-    engine.model.eval()
-    index, logits, targets = [], [], []
+def gather_by_index(score, loader: DataLoader, n_items: int, device) -> tuple[torch.Tensor,
+                                                                             torch.Tensor]:
+    """`score(batch)` and the targets for the whole dataset in dataset order, identical on every
+    rank: each rank scores its shard, all shards are gathered, and the sampler's padding
+    duplicates are dropped by index."""
+    index, outputs, targets = [], [], []
     for batch in loader:
-        batch = _to(batch, engine.device)
+        batch = _to(batch, device)
         index.append(batch["index"])
-        logits.append(engine.forward(batch))
+        outputs.append(score(batch))
         targets.append(batch["labels"])
-    index, logits, targets = (dist.all_gather_cat(torch.cat(x)).cpu() for x in
-                              (index, logits, targets))
-    order = np.unique(index.numpy(), return_index=True)[1]
+    index, outputs, targets = (dist.all_gather_cat(torch.cat(x).to(device)) for x in
+                               (index, outputs, targets))
+    order = np.unique(index.cpu().numpy(), return_index=True)[1]
     assert len(order) == n_items, f"gathered {len(order)} of {n_items} items"
-    return logits.numpy()[order], targets.numpy()[order]
+    order = torch.from_numpy(order).to(device)
+    return outputs[order], targets[order]
+
+
+def predict_logits(engine, loader: DataLoader, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and targets for the whole dataset, identical on every rank."""
+    engine.model.eval()
+    logits, targets = gather_by_index(engine.forward, loader, n_items, engine.device)
+    return logits.cpu().numpy(), targets.cpu().numpy()
+
+
+def n_tokens(batch: dict) -> int:
+    """Non-padding tokens of a batch (of titles, or of cached encoder outputs)."""
+    return int(batch["n_tokens"].sum() if "n_tokens" in batch else batch["attention_mask"].sum())
 
 
 @dataclass
@@ -87,6 +102,47 @@ class Trainer:
         self.state = RunState()
         self.on_log = on_log or (lambda record: None)
         self.steps_per_epoch = steps_per_epoch(train_loader, config.grad_accum)
+        self.cache_head, self.cache = self._cache_head(), None
+
+    def _cache_head(self):
+        """The head to train from the frozen-phase cache, or None (with the reason logged)."""
+        config = self.config
+        if not (config.frozen_cache and config.freeze_epochs):
+            return None
+        head = first_token_head(self.engine.model)
+        if not hasattr(self.engine, "use_cache"):
+            log.info("frozen cache: not with DeepSpeed; frozen epochs run the encoder")
+        elif head is None:
+            log.info("frozen cache: %s is not a BERT or RoBERTa classifier; frozen epochs run the "
+                     "encoder", type(self.engine.model).__name__)
+        else:
+            log.info("frozen cache: frozen epochs train the head from encoder outputs computed "
+                     "once")
+            return head
+        return None
+
+    def _loaders(self, top_layers: int | None) -> tuple[DataLoader, DataLoader]:
+        """Train and val loaders of an epoch: over the frozen-phase cache while the encoder is
+        wholly frozen and the cache applies (built on first use), over the titles otherwise."""
+        if top_layers != 0 or self.cache_head is None:
+            if self.cache is not None:
+                self.engine.use_cache(None)
+                self.cache = None  # frees the cached outputs
+            return self.train_loader, self.val_loader
+        if self.cache is None:
+            start, self.cache = time.perf_counter(), []
+            for loader in (self.train_loader, self.val_loader):
+                # scanned like val (every rank encodes its shard), iterated like `loader`
+                scan = make_loader(loader.dataset, self.config, loader.collate_fn, train=False)
+                self.engine.model.eval()
+                hidden, targets = gather_by_index(lambda b: first_token_states(self.engine, b),
+                                                  scan, len(loader.dataset), self.engine.device)
+                self.cache.append(CachedTitles.loader(hidden, targets, loader))
+            log.info("frozen cache: encoded %d train + %d val titles in %.1fs",
+                     len(self.train_loader.dataset), self.n_val, time.perf_counter() - start)
+            self.engine.use_cache(self.cache_head)
+            self.engine.set_trainable(0)  # back to train mode after the encoding pass
+        return tuple(self.cache)
 
     def fit(self) -> RunState:
         config, state = self.config, self.state
@@ -94,10 +150,11 @@ class Trainer:
             top = trainable_top_layers(config, epoch)
             self.engine.set_trainable(top)
             phase = "frozen" if top == 0 else "unfrozen"
-            start = time.perf_counter()
-            train_loss, n_seen = self._run_epoch(epoch)
+            start = time.perf_counter()  # building the cache counts in its first epoch
+            train_loader, val_loader = self._loaders(top)
+            train_loss, n_seen = self._run_epoch(epoch, train_loader)
             seconds = time.perf_counter() - start
-            val_logits, val_targets = predict_logits(self.engine, self.val_loader, self.n_val)
+            val_logits, val_targets = predict_logits(self.engine, val_loader, self.n_val)
             val_loss = bce_with_logits(val_logits, val_targets)
             record = {"epoch": epoch + 1, "phase": phase, "train_loss": train_loss,
                       "val_loss": val_loss,
@@ -117,20 +174,20 @@ class Trainer:
             self.on_log({"kind": "epoch", **record})
         return state
 
-    def _run_epoch(self, epoch: int) -> tuple[float, int]:
+    def _run_epoch(self, epoch: int, loader: DataLoader) -> tuple[float, int]:
         config, engine = self.config, self.engine
-        self.train_loader.sampler.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
         # Dropout RNG is a function of (seed, epoch, rank), so a run resumed at an epoch boundary
         # continues exactly as the uninterrupted run would.
         torch.manual_seed(config.seed + 1000 * epoch + dist.rank())
-        n_batches = len(self.train_loader)
+        n_batches = len(loader)
         # sum of per-sample losses, samples; on the engine's device, as NCCL needs
         loss_sum = torch.zeros(2, dtype=torch.float64, device=engine.device)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}", leave=False, dynamic_ncols=True,
                    disable=not dist.is_main())
         seen, step_start = [0, 0], time.perf_counter()  # samples, non-pad tokens in this step
-        for i, batch in enumerate(self.train_loader):
-            seen = [seen[0] + len(batch["labels"]), seen[1] + int(batch["attention_mask"].sum())]
+        for i, batch in enumerate(loader):
+            seen = [seen[0] + len(batch["labels"]), seen[1] + n_tokens(batch)]
             batch = _to(batch, engine.device)
             first = i - i % config.grad_accum
             in_step = min(config.grad_accum, n_batches - first)  # the last step may be short
