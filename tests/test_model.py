@@ -66,3 +66,20 @@ def test_head_bias_starts_at_label_priors(model):
     init_head_bias(model, targets)
     np.testing.assert_allclose(torch.sigmoid(model.classifier.bias).detach().numpy(),
                                [0.75, 0.25, 1e-4], rtol=1e-4)
+
+
+def test_gradual_unfreezing_opens_one_more_top_layer_per_epoch():
+    from vacancy.config import TrainConfig
+    from vacancy.model import trainable_top_layers
+    config = TrainConfig(epochs=4, freeze_epochs=1, unfreeze="gradual")
+    assert [trainable_top_layers(config, e) for e in range(4)] == [0, 1, 2, 3]
+    assert trainable_top_layers(TrainConfig(epochs=3, freeze_epochs=1), 2) is None
+    model = load_model("minilm", ["a", "b"], num_hidden_layers=3)
+    frozen = set_trainable(model, 1)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n in trainable if n.startswith("bert.encoder")} == \
+        {n for n, _ in model.named_parameters() if n.startswith("bert.encoder.layer.2.")}
+    assert "bert.embeddings.word_embeddings.weight" in frozen
+    assert not model.bert.encoder.layer[1].training and model.bert.encoder.layer[2].training
+    set_trainable(model, 3)  # as many as there are layers: the embeddings open too
+    assert all(p.requires_grad for p in model.parameters())
