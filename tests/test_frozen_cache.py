@@ -80,7 +80,8 @@ def test_two_process_run_without_cache_has_the_same_losses(ddp_run, tiny_model, 
     proc = torchrun(2, "tests/instrumented_train.py",
                     *flags(data=small_csv, model=tiny_model, output_dir=out, **TINY_RUN),
                     "--no-frozen-cache")
-    assert "frozen cache: frozen epochs train the head" in (ddp_run.parent / "stdout.txt").read_text()
+    cached = (ddp_run.parent / "stdout.txt").read_text()
+    assert "frozen cache: frozen epochs train the head" in cached
     assert "frozen cache" not in proc.stdout
     steps = {run: [r["train_loss"] for r in read_jsonl(run / "history.jsonl")
                    if r["kind"] == "step"] for run in (ddp_run, out)}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import string
 from dataclasses import dataclass
 from functools import lru_cache
@@ -185,6 +186,42 @@ class TitleDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         return i, self.input_ids[i], self.targets[i]
+
+
+class LengthGroupedSampler(torch.utils.data.DistributedSampler):
+    """A DistributedSampler whose micro batches hold titles of similar length, so little compute
+    goes to padding; the order is still random and a function of (seed, epoch) only (set_epoch).
+
+    The shuffled, padded index list of DistributedSampler is cut into chunks of `group` global
+    batches; each chunk is sorted by length and cut into global batches (one micro batch per
+    rank); the full global batches are shuffled (a short last one stays last). Every rank gets
+    the same number of items, hence of batches, as from DistributedSampler."""
+
+    def __init__(self, lengths: list[int], batch_size: int, num_replicas: int, rank: int,
+                 seed: int, group: int = 50) -> None:
+        super().__init__(lengths, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.lengths, self.batch_size, self.group = lengths, batch_size, group
+
+    def __iter__(self):
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        n, world = len(self.lengths), self.num_replicas
+        order = torch.randperm(n, generator=generator).tolist()
+        order = (order * math.ceil(self.total_size / n))[:self.total_size]
+        span = self.batch_size * world
+        batches = []
+        for start in range(0, self.total_size, span * self.group):
+            chunk = sorted(order[start:start + span * self.group], key=self.lengths.__getitem__)
+            batches += [chunk[i:i + span] for i in range(0, len(chunk), span)]
+        short = batches.pop() if len(batches[-1]) < span else None
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+        if short:  # its length is a multiple of world (total_size is)
+            batches.append(short)
+        mine = []
+        for batch in batches:
+            share = len(batch) // world
+            mine += batch[self.rank * share:(self.rank + 1) * share]
+        return iter(mine)
 
 
 class PadCollator:

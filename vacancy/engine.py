@@ -89,9 +89,10 @@ class DDPEngine(Scorer):
     def __init__(self, model, config, device: torch.device, phase_steps: list[int]) -> None:
         super().__init__(model, device, resolve_precision(config.precision, device))
         self.config = config
-        # fused: one kernel for all parameters; CUDA only
+        # fused: one multi-threaded kernel for all parameters; on CPU ~10x faster than the
+        # default per-tensor loop (bench/train_throughput.py, docs/PERFORMANCE.md)
         self.optimizer, self.scheduler = build_optimizer(model, config, phase_steps,
-                                                         fused=device.type == "cuda")
+                                                         fused=device.type in ("cuda", "cpu"))
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.top_layers: object = "unset"
 

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from . import dist
+from .data import LengthGroupedSampler
 from .frozen_cache import CachedTitles, first_token_head, first_token_states
 from .metrics import bce_with_logits, macro_f1, micro_f1, sigmoid
 from .model import trainable_top_layers
@@ -30,8 +31,12 @@ class TrainingError(RuntimeError):
 def make_loader(dataset, config, collate, train: bool) -> DataLoader:
     """Every rank gets its own shard. For val/test the sampler pads the last shard by repeating
     items; evaluate() drops those again by dataset index."""
-    sampler = DistributedSampler(dataset, num_replicas=dist.world_size(), rank=dist.rank(),
-                                 shuffle=train, seed=config.seed, drop_last=False)
+    if train and config.group_by_length:
+        sampler = LengthGroupedSampler([len(ids) for ids in dataset.input_ids], config.batch_size,
+                                       dist.world_size(), dist.rank(), config.seed)
+    else:
+        sampler = DistributedSampler(dataset, num_replicas=dist.world_size(), rank=dist.rank(),
+                                     shuffle=train, seed=config.seed, drop_last=False)
     return DataLoader(dataset, batch_size=config.batch_size if train else config.batch_size * 4,
                       sampler=sampler, collate_fn=collate, num_workers=config.num_workers,
                       pin_memory=torch.cuda.is_available(), persistent_workers=config.num_workers > 0)

@@ -1,0 +1,60 @@
+"""Length-grouped batching: DistributedSampler's semantics (shards of equal size covering every
+title, a function of seed and epoch), with batches of similar length."""
+import numpy as np
+import pytest
+from torch.utils.data import DistributedSampler
+
+from vacancy.config import TrainConfig
+from vacancy.data import LengthGroupedSampler, PadCollator, TitleDataset
+from vacancy.trainer import make_loader
+
+LENGTHS = list(np.random.default_rng(0).integers(3, 30, size=1003))
+
+
+def shards(world: int, epoch: int, batch_size: int = 8, seed: int = 42) -> list[list[int]]:
+    out = []
+    for rank in range(world):
+        sampler = LengthGroupedSampler(LENGTHS, batch_size, world, rank, seed, group=5)
+        sampler.set_epoch(epoch)
+        out.append(list(sampler))
+    return out
+
+
+def padded_tokens(indices: list[int], batch_size: int = 8) -> int:
+    batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+    return sum(max(LENGTHS[i] for i in b) * len(b) for b in batches)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_shards_are_those_of_distributed_sampler_in_size_and_cover_every_title(world):
+    parts = shards(world, epoch=0)
+    plain = [list(DistributedSampler(LENGTHS, world, rank, seed=42)) for rank in range(world)]
+    assert [len(p) for p in parts] == [len(p) for p in plain]  # so the same number of batches
+    assert set().union(*parts) == set(range(len(LENGTHS)))
+    assert sorted(sum(parts, [])) == sorted(sum(plain, []))  # the same padding repeats
+
+
+def test_order_is_a_function_of_seed_and_epoch():
+    assert shards(2, epoch=3) == shards(2, epoch=3)  # a resumed run sees the same batches
+    assert shards(2, epoch=3) != shards(2, epoch=4)
+    assert shards(2, epoch=3) != shards(2, epoch=3, seed=7)
+
+
+def test_batches_hold_titles_of_similar_length_in_random_order():
+    grouped = shards(1, epoch=0)[0]
+    plain = list(DistributedSampler(LENGTHS, 1, 0, seed=42))
+    real = sum(LENGTHS)
+    assert padded_tokens(grouped) / real < 1.2 < padded_tokens(plain) / real
+    widths = [max(LENGTHS[i] for i in grouped[j:j + 8]) for j in range(0, len(grouped), 8)]
+    assert widths != sorted(widths) and widths != sorted(widths, reverse=True)
+
+
+def test_training_loader_uses_it_when_asked():
+    dataset = TitleDataset([[1] * n for n in LENGTHS], np.zeros((len(LENGTHS), 2), np.float32))
+    collate = PadCollator(0)
+    grouped = make_loader(dataset, TrainConfig(group_by_length=True), collate, train=True)
+    plain = make_loader(dataset, TrainConfig(), collate, train=True)
+    assert isinstance(grouped.sampler, LengthGroupedSampler)
+    assert not isinstance(plain.sampler, LengthGroupedSampler) and len(grouped) == len(plain)
+    val = make_loader(dataset, TrainConfig(group_by_length=True), collate, train=False)
+    assert not isinstance(val.sampler, LengthGroupedSampler)  # evaluation keeps dataset order
