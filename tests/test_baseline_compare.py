@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, python, run_env
 from vacancy.baseline import main as baseline_main
-from vacancy.compare import main as compare_main
+from vacancy.compare import _duration, main as compare_main
 from vacancy.metrics import evaluate
 
 
@@ -159,3 +159,20 @@ def test_compare_models_script_runs_the_study(tmp_path, small_csv, tiny_model):
                            timeout=300)
     assert again.returncode == 0 and again.stdout.count("(finished)") == 2
     assert {p: os.stat(p).st_mtime_ns for p in out.glob("*/metrics.json")} == before
+
+
+def test_compare_flags_the_train_time_of_a_resumed_run(ddp_run, tmp_path, capsys):
+    """After a resume, train_seconds covers only the last attempt: the report says so."""
+    import shutil
+    copy = tmp_path / "resumed"
+    shutil.copytree(ddp_run, copy, ignore=shutil.ignore_patterns("best", "last", "wandb"))
+    metrics = read_metrics(copy)
+    epoch_seconds = sum(e["seconds"] for e in metrics["epochs"])
+    metrics["train_seconds"] = round(metrics["epochs"][-1]["seconds"] / 2, 1)
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    assert compare_main([str(ddp_run), str(copy)]) == 0
+    text = capsys.readouterr().out
+    row = {r[0]: r for r in table_rows(text, "| run |")}
+    assert row["resumed"][-2].endswith("(†)") and not row[ddp_run.name][-2].endswith("(†)")
+    assert "`resumed` was resumed" in text
+    assert f"its epochs took {_duration(epoch_seconds)} in all" in text

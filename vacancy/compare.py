@@ -58,9 +58,18 @@ class Run:
         """Training throughput over the whole run: samples seen / seconds spent training."""
         if self.metrics.get("samples_per_s") is not None:
             return self.metrics["samples_per_s"]
-        epochs = self.metrics.get("epochs", [])
-        seconds = sum(e["seconds"] for e in epochs)
-        return sum(e["samples_per_s"] * e["seconds"] for e in epochs) / seconds if seconds else None
+        seconds = self.epoch_seconds
+        return sum(e["samples_per_s"] * e["seconds"] for e in self.metrics["epochs"]) / seconds \
+            if seconds else None
+
+    @property
+    def epoch_seconds(self) -> float:
+        return sum(e["seconds"] for e in self.metrics.get("epochs", []))
+
+    @property
+    def resumed(self) -> bool:
+        """train_seconds of a resumed run counts only its last attempt: its epochs took longer."""
+        return self.epoch_seconds > (self.metrics.get("train_seconds") or 0)
 
     def label_f1(self) -> dict[str, float]:
         return {name: v["f1"] for name, v in self.metrics["per_label"].items()}
@@ -121,9 +130,14 @@ def runs_table(runs: list[Run]) -> list[str]:
                                                    str(r.phase_epochs("unfrozen"))]
         row = [r.name, r.model, r.engine, str(m.get("precision", "-")), *epochs,
                str(m.get("world_size", "-")), *(_fmt(m[k]) for k, _ in MAIN_METRICS),
-               _fmt(m.get("best_val_loss")), _duration(m.get("train_seconds")),
+               _fmt(m.get("best_val_loss")),
+               _duration(m.get("train_seconds")) + (" (†)" if r.resumed else ""),
                _fmt(r.samples_per_s, ".1f")]
         lines.append("| " + " | ".join(row) + " |")
+    for r in runs:
+        if r.resumed:
+            lines += ["", f"(†) `{r.name}` was resumed: its train time counts only the last "
+                          f"attempt; its epochs took {_duration(r.epoch_seconds)} in all."]
     return lines
 
 
