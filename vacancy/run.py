@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +57,11 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
             rewind_history(run_dir / "history.jsonl", trainer.state.step, trainer.state.epoch)
     tracker = Tracker(run_dir, config, engine=type(engine).__name__.removesuffix("Engine").lower())
     trainer.on_log = tracker
-    start = time.perf_counter()
     try:
         state = trainer.fit()
     except BaseException:
         tracker.close(exit_code=1)
         raise
-    train_seconds = time.perf_counter() - start
 
     # Final evaluation of the best checkpoint, on every rank (each scores its shard).
     best = run_dir / checkpoint.BEST
@@ -81,7 +78,7 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
                    n_test=len(datasets["test"]), test_in_train=leaked,
                    world_size=dist.world_size(), precision=engine.precision, model=config.model,
                    optimizer_steps=state.step, skipped_steps=state.skipped_steps,
-                   train_seconds=round(train_seconds, 1), epochs=state.epochs)
+                   train_seconds=round(state.train_seconds, 1), epochs=state.epochs)
     if dist.is_main():
         write_json(best / "thresholds.json",
                    {name: float(t) for name, t in zip(labels.names, thresholds)})

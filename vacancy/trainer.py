@@ -96,6 +96,7 @@ class RunState:
     best_epoch: int = -1
     skipped_steps: int = 0
     epochs: list = field(default_factory=list)
+    train_seconds: float = 0.0  # epochs' wall time (train + val), summed over resumed attempts
 
 
 class Trainer:
@@ -168,6 +169,7 @@ class Trainer:
                       "seconds": round(seconds, 2), "samples_per_s": round(n_seen / seconds, 1)}
             state.epochs.append(record)
             state.epoch, improved = epoch + 1, val_loss < state.best_val_loss
+            state.train_seconds += time.perf_counter() - start
             if improved:  # val_loss is computed from gathered logits: every rank agrees
                 state.best_val_loss, state.best_epoch = val_loss, epoch + 1
             self._save(improved)
