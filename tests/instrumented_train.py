@@ -3,7 +3,7 @@
 - Always: a per-rank record of weight hashes before training and after each epoch
   (OUTPUT_DIR/weight_hashes.rank{R}.jsonl), to check the freezing schedule under DDP.
 - VACANCY_FAULT=kill:RANK:EPOCH  SIGKILLs that rank halfway through that (1-based) epoch, on the
-  first attempt only (a torchrun restart then runs normally).
+  first attempt only, and not in a run launched with --resume.
 - VACANCY_FAULT=raise:RANK:EPOCH raises an exception there instead, on every attempt.
 """
 import hashlib
@@ -55,7 +55,8 @@ def patched_after_step(self, *args):
     if dist.rank() != int(rank) or self.state.epoch + 1 != int(epoch) \
             or in_epoch != self.steps_per_epoch // 2:
         return
-    if kind == "kill" and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
+    if kind == "kill" and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0" \
+            and not self.config.resume:
         os.kill(os.getpid(), signal.SIGKILL)
     if kind == "raise":
         raise RuntimeError(f"injected failure on rank {rank} in epoch {epoch}")
