@@ -4,6 +4,7 @@ DeepSpeed JIT-compiles a shared-memory comm op on its first use on a machine (~1
 ~/.cache/torch_extensions); later runs load it from the cache.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +119,23 @@ def test_ds_config_is_filled_from_the_run_config():
     assert gpu["zero_optimization"]["stage"] == 2 and "train_batch_size" not in gpu
     with pytest.raises(ConfigError, match="fp16 needs a GPU"):
         resolve_ds_config(str(ROOT / "ds_config.json"), TrainConfig(), 1, CPU)
+
+
+def test_deepspeed_launcher_runs_the_same_entry_point(tmp_path, tiny_model, small_csv):
+    """`deepspeed --num_gpus 2 train_ddp.py ...` (it passes --local_rank; CPU: one process per
+    "GPU" slot) writes a complete run."""
+    import subprocess
+    import sys
+    from conftest import run_env
+    out = tmp_path / "run"
+    launcher = Path(sys.executable).parent / "deepspeed"
+    proc = subprocess.run([str(launcher), "--num_gpus", "2", "train_ddp.py",
+                           *flags(data=small_csv, model=tiny_model, output_dir=out,
+                                  deepspeed="ds_config_cpu.json", epochs=2, freeze_epochs=1,
+                                  batch_size=16)],
+                          cwd=ROOT, env=run_env(DS_ACCELERATOR="cpu"), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and len(metrics["epochs"]) == 2
+    assert (out / "best" / "thresholds.json").exists() and (out / "last_ds" / "latest").exists()
