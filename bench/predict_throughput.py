@@ -8,7 +8,8 @@ pipeline, on the same model and titles.
 multi-label head is saved to a temporary directory (speed does not depend on training).
 Both get the raw titles: predict_probs cleans them (data.clean_title, counted in its time), sorts
 them by length and pads each batch to its longest title; the pipeline pads each batch to its
-longest title in the order given. titles/s is the median over `--repeats`.
+longest title in the order given. titles/s is the median over `--repeats` rounds
+(every method once per round).
 """
 from __future__ import annotations
 
@@ -50,17 +51,20 @@ def save_default_model(path: Path, data: str) -> None:
     load_tokenizer("minilm").save_pretrained(path)
 
 
-def timed(fn, repeats: int) -> float:
-    """Median seconds of `fn()` over `repeats`, after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def timed(methods: dict, repeats: int) -> dict:
+    """Median seconds of each method over `repeats` rounds, after one untimed warm-up call each.
+    Rounds take every method in turn, so that a change in the machine's load (it is shared)
+    falls on all of them alike."""
+    times = {name: [] for name in methods}
+    for round_ in range(repeats + 1):
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -79,15 +83,14 @@ def main(argv=None) -> int:
         if not args.model:
             save_default_model(model_dir, args.data)
         model, tokenizer, _, _ = load_checkpoint(model_dir, device)
-        ours = timed(lambda: predict_probs(model, tokenizer, titles, args.batch_size),
-                     args.repeats)
-        rows = [(f"vacancy predict_probs (batch {args.batch_size})", ours)]
         tag = pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None,
                        function_to_apply="sigmoid", device=device)
+        ours = f"vacancy predict_probs (batch {args.batch_size})"
+        methods = {ours: lambda: predict_probs(model, tokenizer, titles, args.batch_size)}
         for batch_size in map(int, args.pipeline_batch_sizes.split(",")):
-            rows.append((f"transformers pipeline (batch {batch_size})",
-                         timed(lambda: tag(titles, batch_size=batch_size, truncation=True),
-                               args.repeats)))
+            methods[f"transformers pipeline (batch {batch_size})"] = \
+                lambda b=batch_size: tag(titles, batch_size=b, truncation=True)
+        seconds = timed(methods, args.repeats)
     where = torch.cuda.get_device_name() if device == "cuda" else \
         f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     print(f"predict throughput: {model_dir if args.model else 'minilm + new head'}, "
@@ -95,8 +98,8 @@ def main(argv=None) -> int:
           f"(torch {torch.__version__})\n")
     print("| method | titles/s | vs predict_probs |")
     print("| --- | ---: | ---: |")
-    for name, seconds in rows:
-        print(f"| {name} | {len(titles) / seconds:.0f} | {ours / seconds:.2f}x |")
+    for name, t in seconds.items():
+        print(f"| {name} | {len(titles) / t:.0f} | {seconds[ours] / t:.2f}x |")
     return 0
 
 

@@ -24,10 +24,13 @@ number of optimizer steps: `--frozen-epochs` that train only the head, then `--u
   fp16 on CUDA; frozen epochs are a first train() with the encoder's requires_grad off.
 
 samples/s is train titles / seconds of one epoch's training (evaluation excluded), the median
-over the epochs of a phase. The recipe time covers tokenization, training and one val evaluation
-per epoch, not model loading nor checkpoint writing (left out of every method). Val micro-F1 is
-at threshold 0.5 after the last epoch. Peak memory: max RSS of the process on CPU,
-torch.cuda.max_memory_allocated on GPU.
+over the epochs of a phase. `--repeats R` runs R rounds of all methods, taking every method in
+turn, and shows medians over rounds (this shared machine's load changes from minute to minute).
+The recipe time covers tokenization, training and one val evaluation per epoch, not model
+loading nor checkpoint writing (left out of every method). Val micro-F1 is at threshold 0.5
+after the last epoch. Peak memory: max RSS of the process on CPU, torch.cuda.max_memory_allocated
+on GPU. The frozen cache's whole-phase ratio compares the frozen epochs with their val
+evaluations, cache build included, against the same epochs without the cache.
 """
 from __future__ import annotations
 
@@ -80,6 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated, of {', '.join(METHODS)}")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds of all methods; the table shows medians over rounds")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--method", help=argparse.SUPPRESS)  # run one method in this process
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -139,14 +144,18 @@ def run_ours(args, data, device, cache: bool = True, flip_grouping: bool = False
         trainer = Trainer(engine, config, loaders["train"], loaders["val"], len(datasets["val"]),
                           Path(tmp), tokenizer)
         trainer._save = lambda improved: None  # checkpoints are left out of every method
-        records = []
-        trainer.on_log = lambda r: records.append(r) if r["kind"] == "epoch" else None
+        records, fit_start = [], time.perf_counter()
+        # an epoch's record comes after its val evaluation: its time stamp ends the whole epoch
+        trainer.on_log = lambda r: records.append({**r, "at": time.perf_counter()}) \
+            if r["kind"] == "epoch" else None
         trainer.fit()
     # from samples/s: the records' `seconds` are rounded to 10 ms, too coarse for cached epochs
     seconds = {phase: [len(datasets["train"]) / r["samples_per_s"] for r in records
                        if r["phase"] == phase] for phase in ("frozen", "unfrozen")}
     return {"recipe_s": None if frozen_only else time.perf_counter() - start,
             "frozen_s": seconds["frozen"], "unfrozen_s": seconds["unfrozen"],
+            "frozen_phase_s": max((r["at"] for r in records if r["phase"] == "frozen"),
+                                  default=fit_start) - fit_start,
             "val_micro_f1": None if frozen_only else records[-1]["val_micro_f1"]}
 
 
@@ -295,33 +304,41 @@ def ratio(a, b) -> str:
     return f"{a / b:.1f}x" if a and b else "n/a"
 
 
-def report(args, results: dict) -> str:
-    any_result = next(iter(results.values()))
+def report(args, rounds: dict) -> str:
+    """The table and ratios; `rounds` holds each method's results, one per round."""
+    any_result = next(iter(rounds.values()))[0]
     n_train, n_val = any_result["n_train"], any_result["n_val"]
 
+    def median(method: str, key: str) -> float | None:
+        values = [r[key] for r in rounds.get(method, []) if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
     def rate(method: str, phase: str, epochs=slice(None)) -> float | None:
-        """Train titles/s of the median epoch of a phase (`frozen` or `unfrozen`)."""
-        seconds = results.get(method, {}).get(f"{phase}_s", [])[epochs]
-        return n_train / statistics.median(seconds) if seconds else None
+        """Train titles/s of a phase (`frozen` or `unfrozen`): of its median epoch, the median
+        over rounds."""
+        rates = [n_train / statistics.median(r[f"{phase}_s"][epochs])
+                 for r in rounds.get(method, []) if r[f"{phase}_s"][epochs]]
+        return statistics.median(rates) if rates else None
 
     def fmt(value, digits=0) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
     lines = [f"train throughput: {args.model}, {n_train} train / {n_val} val titles "
              f"({Path(args.data).name}, {args.rows} rows sampled), batch {args.batch_size}, "
-             f"{args.frozen_epochs} frozen + {args.unfrozen_epochs} unfrozen epochs; {machine()}",
+             f"{args.frozen_epochs} frozen + {args.unfrozen_epochs} unfrozen epochs, median of "
+             f"{args.repeats} round(s); {machine()}",
              "", "| method | frozen samples/s | unfrozen samples/s | peak memory MB | recipe s "
              "| val micro-F1 |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for m, r in results.items():
+    for m in rounds:
         frozen = fmt(rate(m, "frozen"))
-        if m in ("ours", "ours_grouping") and len(r["frozen_s"]) > 1:  # 1st builds the cache
+        if m in ("ours", "ours_grouping") and args.frozen_epochs > 1:  # 1st builds the cache
             frozen = f"{fmt(rate(m, 'frozen', slice(0, 1)))} (1st), " \
                      f"{fmt(rate(m, 'frozen', slice(1, None)))} (later)"
         lines.append(f"| {label(m, args)} | {frozen} | {fmt(rate(m, 'unfrozen'), 1)} | "
-                     f"{r['peak_mb']:.0f} | {fmt(r.get('recipe_s'), 1)} | "
-                     f"{fmt(r.get('val_micro_f1'), 3)} |")
-    recipe = {m: r.get("recipe_s") for m, r in results.items()}
-    frozen_phase = results.get("ours", {}).get("frozen_s")
+                     f"{max(r['peak_mb'] for r in rounds[m]):.0f} | "
+                     f"{fmt(median(m, 'recipe_s'), 1)} | {fmt(median(m, 'val_micro_f1'), 3)} |")
+    recipe = {m: median(m, "recipe_s") for m in rounds}
+    frozen_phase = median("ours", "frozen_phase_s")
     lines += [
         "", "ratios (this run):",
         f"- unfrozen samples/s, ours / notebook: "
@@ -332,8 +349,8 @@ def report(args, results: dict) -> str:
         f"{ratio(rate('ours_grouping', 'unfrozen'), rate('ours', 'unfrozen'))}",
         f"- frozen epoch, cache / no cache: "
         f"{ratio(rate('ours', 'frozen', slice(1, None)), rate('ours_nocache', 'frozen'))} "
-        f"after the first (target >= 20x); whole frozen phase, cache build included: "
-        f"{ratio(frozen_phase and n_train * len(frozen_phase) / sum(frozen_phase), rate('ours_nocache', 'frozen'))}",  # noqa: E501
+        f"after the first (target >= 20x); whole frozen phase (cache build and val "
+        f"evaluations included): {ratio(median('ours_nocache', 'frozen_phase_s'), frozen_phase)}",
         f"- frozen samples/s, ours (median epoch) / notebook: "
         f"{ratio(rate('ours', 'frozen'), rate('notebook', 'frozen'))}",
         f"- recipe wall time, notebook / ours: {ratio(recipe.get('notebook'), recipe.get('ours'))}"
@@ -347,13 +364,16 @@ def main(argv=None) -> int:
     if args.method:
         Path(args.result).write_text(json.dumps(run_one(args)))
         return 0
-    results = {}
+    # Rounds take every method in turn, so that a change in the machine's load (it is shared)
+    # falls on all of them alike.
+    rounds = {method: [] for method in args.methods.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
-        for method in args.methods.split(","):
+        for round_, method in [(i, m) for i in range(args.repeats) for m in rounds]:
             result = Path(tmp) / f"{method}.json"
             cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]),
                    "--method", method, "--result", str(result)]
-            print(f"running {label(method, args)} ...", file=sys.stderr, flush=True)
+            print(f"round {round_ + 1}/{args.repeats}: {label(method, args)} ...",
+                  file=sys.stderr, flush=True)
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   text=True)
             if proc.returncode != 0:
@@ -361,8 +381,8 @@ def main(argv=None) -> int:
                 print(f"error: {label(method, args)} failed (exit {proc.returncode})",
                       file=sys.stderr)
                 return 1
-            results[method] = json.loads(result.read_text())
-    print(report(args, results))
+            rounds[method].append(json.loads(result.read_text()))
+    print(report(args, rounds))
     return 0
 
 

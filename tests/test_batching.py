@@ -5,7 +5,7 @@ import pytest
 from torch.utils.data import DistributedSampler
 
 from vacancy.config import TrainConfig
-from vacancy.data import LengthGroupedSampler, PadCollator, TitleDataset
+from vacancy.data import LengthGroupedSampler, LengthSortedSampler, PadCollator, TitleDataset
 from vacancy.trainer import make_loader
 
 LENGTHS = list(np.random.default_rng(0).integers(3, 30, size=1003))
@@ -53,8 +53,20 @@ def test_training_loader_uses_it_when_asked():
     dataset = TitleDataset([[1] * n for n in LENGTHS], np.zeros((len(LENGTHS), 2), np.float32))
     collate = PadCollator(0)
     grouped = make_loader(dataset, TrainConfig(group_by_length=True), collate, train=True)
-    plain = make_loader(dataset, TrainConfig(), collate, train=True)
+    plain = make_loader(dataset, TrainConfig(group_by_length=False), collate, train=True)
     assert isinstance(grouped.sampler, LengthGroupedSampler)
     assert not isinstance(plain.sampler, LengthGroupedSampler) and len(grouped) == len(plain)
     val = make_loader(dataset, TrainConfig(group_by_length=True), collate, train=False)
-    assert not isinstance(val.sampler, LengthGroupedSampler)  # evaluation keeps dataset order
+    assert isinstance(val.sampler, LengthSortedSampler)
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_evaluation_order_is_sorted_by_length_and_sharded_like_distributed_sampler(world):
+    parts = [list(LengthSortedSampler(LENGTHS, world, rank)) for rank in range(world)]
+    plain = [list(DistributedSampler(LENGTHS, world, rank, shuffle=False))
+             for rank in range(world)]
+    assert [len(p) for p in parts] == [len(p) for p in plain]
+    assert set().union(*parts) == set(range(len(LENGTHS)))
+    for part in parts:
+        assert [LENGTHS[i] for i in part[:-1]] == sorted(LENGTHS[i] for i in part[:-1])
+        assert padded_tokens(part, 32) / sum(LENGTHS[i] for i in part) < 1.1

@@ -63,9 +63,10 @@ class TrainConfig:
                 "those outputs instead of re-running the encoder every frozen epoch (same losses; "
                 "BERT and RoBERTa classifiers on the DDP engine, others run the encoder). "
                 "--no-frozen-cache turns it off."})
-    group_by_length: bool = field(default=False, metadata={
+    group_by_length: bool = field(default=True, metadata={
         "help": "Batch training titles of similar length together (shuffled buckets; each rank "
-                "still gets the same number of batches), so less compute goes to padding."})
+                "still gets the same number of batches), so less compute goes to padding "
+                "(docs/PERFORMANCE.md). --no-group-by-length draws batches uniformly."})
     deepspeed: str = field(default="", metadata={
         "help": "DeepSpeed JSON config (e.g. ds_config.json): train on a DeepSpeed engine instead "
                 "of DDP. Micro batch, accumulation, clipping and precision are filled from this "

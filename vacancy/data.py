@@ -224,6 +224,21 @@ class LengthGroupedSampler(torch.utils.data.DistributedSampler):
         return iter(mine)
 
 
+class LengthSortedSampler(torch.utils.data.DistributedSampler):
+    """Evaluation order: titles sorted by length and dealt out to the ranks in turn, so that each
+    batch pads little. Scores are put back in dataset order by index after gathering
+    (trainer.gather_by_index); the padding repeats are DistributedSampler's."""
+
+    def __init__(self, lengths: list[int], num_replicas: int, rank: int) -> None:
+        super().__init__(lengths, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.lengths = lengths
+
+    def __iter__(self):
+        order = sorted(range(len(self.lengths)), key=self.lengths.__getitem__)
+        order = (order * math.ceil(self.total_size / len(order)))[:self.total_size]
+        return iter(order[self.rank:self.total_size:self.num_replicas])
+
+
 class PadCollator:
     """Pad a batch to its longest title (rounded up to `multiple_of`), not to a fixed length."""
 

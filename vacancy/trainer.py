@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from . import dist
-from .data import LengthGroupedSampler
+from .data import LengthGroupedSampler, LengthSortedSampler
 from .frozen_cache import CachedTitles, first_token_head, first_token_states
 from .metrics import bce_with_logits, macro_f1, micro_f1, sigmoid
 from .model import trainable_top_layers
@@ -31,12 +32,15 @@ class TrainingError(RuntimeError):
 def make_loader(dataset, config, collate, train: bool) -> DataLoader:
     """Every rank gets its own shard. For val/test the sampler pads the last shard by repeating
     items; evaluate() drops those again by dataset index."""
-    if train and config.group_by_length:
-        sampler = LengthGroupedSampler([len(ids) for ids in dataset.input_ids], config.batch_size,
-                                       dist.world_size(), dist.rank(), config.seed)
+    lengths = [len(ids) for ids in dataset.input_ids]
+    if not train:  # order does not matter: scores are gathered by index
+        sampler = LengthSortedSampler(lengths, dist.world_size(), dist.rank())
+    elif config.group_by_length:
+        sampler = LengthGroupedSampler(lengths, config.batch_size, dist.world_size(), dist.rank(),
+                                       config.seed)
     else:
         sampler = DistributedSampler(dataset, num_replicas=dist.world_size(), rank=dist.rank(),
-                                     shuffle=train, seed=config.seed, drop_last=False)
+                                     shuffle=True, seed=config.seed, drop_last=False)
     return DataLoader(dataset, batch_size=config.batch_size if train else config.batch_size * 4,
                       sampler=sampler, collate_fn=collate, num_workers=config.num_workers,
                       pin_memory=torch.cuda.is_available(), persistent_workers=config.num_workers > 0)
@@ -190,8 +194,13 @@ class Trainer:
         n_batches = len(loader)
         # sum of per-sample losses, samples; on the engine's device, as NCCL needs
         loss_sum = torch.zeros(2, dtype=torch.float64, device=engine.device)
+        # In a log file (sbatch, nohup) a bar redrawn ten times a second is noise, and srun can
+        # interleave another node's output into its multi-byte block characters: there it is
+        # plain ASCII, redrawn every 30 s.
+        interactive = sys.stderr.isatty()
         bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}", leave=False, dynamic_ncols=True,
-                   disable=not dist.is_main())
+                   disable=not dist.is_main(), ascii=not interactive,
+                   mininterval=0.1 if interactive else 30)
         seen, step_start = [0, 0], time.perf_counter()  # samples, non-pad tokens in this step
         for i, batch in enumerate(loader):
             seen = [seen[0] + len(batch["labels"]), seen[1] + n_tokens(batch)]
