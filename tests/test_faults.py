@@ -41,18 +41,22 @@ def test_kill_during_save_leaves_the_previous_checkpoints_loadable(tmp_path, tin
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "last"]
 
 
-def test_killed_rank_resumes_and_ends_like_an_uninterrupted_run(tmp_path, ddp_run, tiny_model,
-                                                                small_csv):
-    # Rank 1 is SIGKILLed halfway through epoch 2; the job is then launched again with --resume,
-    # as a user (or a Slurm requeue: tests/test_slurm.py) would. (An in-place `torchrun
-    # --max-restarts 1` restart takes the same resume path, but on this shared 2-core machine its
-    # restarted workers sometimes hung before their first log line, so the test relaunches.)
+@pytest.mark.parametrize("restart", ["torchrun", "relaunch"])
+def test_killed_rank_resumes_and_ends_like_an_uninterrupted_run(restart, tmp_path, ddp_run,
+                                                                tiny_model, small_csv):
+    # Rank 1 is SIGKILLed halfway through epoch 2. `torchrun --max-restarts 1` restarts both
+    # workers in place, and they resume on their own; or the job is launched again with
+    # --resume, as a user (or a Slurm requeue: tests/test_slurm.py) would.
     out = tmp_path / "run"
     args = flags(data=small_csv, model=tiny_model, output_dir=out, **TINY_RUN)
-    killed = torchrun(2, "tests/instrumented_train.py", *args, check=False, timeout=300,
-                      VACANCY_FAULT="kill:1:2")
-    assert killed.returncode != 0 and not (out / "metrics.json").exists()
-    proc = torchrun(2, "tests/instrumented_train.py", *args, "--resume", timeout=300)
+    if restart == "torchrun":
+        proc = torchrun(2, "tests/instrumented_train.py", *args, timeout=300,
+                        extra_torchrun=("--max-restarts", "1"), VACANCY_FAULT="kill:1:2")
+    else:
+        killed = torchrun(2, "tests/instrumented_train.py", *args, check=False, timeout=300,
+                          VACANCY_FAULT="kill:1:2")
+        assert killed.returncode != 0 and not (out / "metrics.json").exists()
+        proc = torchrun(2, "tests/instrumented_train.py", *args, "--resume", timeout=300)
     assert "resumed from" in proc.stdout and "at epoch 1 " in proc.stdout, proc.stdout[-3000:]
     resumed = json.loads((out / "metrics.json").read_text())
     straight = json.loads((ddp_run / "metrics.json").read_text())

@@ -24,11 +24,28 @@ def setup() -> torch.device:
     if "RANK" in os.environ and not dist.is_initialized():
         # A rank that dies is noticed by torchrun at once; this timeout only bounds how long the
         # others wait inside a collective (e.g. while rank 0 writes a large checkpoint).
-        minutes = int(os.environ.get("VACANCY_DIST_TIMEOUT_MIN", 30))
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                timeout=datetime.timedelta(minutes=minutes),
-                                device_id=device if device.type == "cuda" else None)
+        timeout = datetime.timedelta(minutes=int(os.environ.get("VACANCY_DIST_TIMEOUT_MIN", 30)))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout,
+                                device_id=device if device.type == "cuda" else None,
+                                **_attempt_store(timeout))
     return device
+
+
+def _attempt_store(timeout: datetime.timedelta) -> dict:
+    """Under torchrun, a store of this restart attempt's own.
+
+    torchrun's workers share its agent's TCPStore, and a restart (`--max-restarts`) gets the same
+    store with no per-attempt prefix: the keys the failed attempt left there (gloo peer addresses,
+    barrier counters) sent restarted ranks to dead peers ("Connection refused") or hung them in
+    init_process_group. A prefix per attempt keeps each attempt to its own keys."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}  # env:// as usual (plain python, srun without torchrun, deepspeed launcher)
+    world = int(os.environ["WORLD_SIZE"])
+    agent = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                          is_master=False, timeout=timeout)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return {"store": dist.PrefixStore(f"vacancy/attempt_{attempt}", agent),
+            "rank": int(os.environ["RANK"]), "world_size": world}
 
 
 def teardown() -> None:
