@@ -10,7 +10,8 @@ Titles are random token ids with the token lengths of the titles in `--data` (Wo
 bert-base-uncased's vocabulary, as in minilm's tokenizer), [CLS]/[SEP] included, batches drawn at
 random and padded to their longest title, rounded up to a multiple of 8 (as the trainer does on
 GPU). Each step is the trainer's: forward under autocast, BCE, backward (loss scaling in fp16),
-fused AdamW. `--warmup` steps (compilation included) are not timed.
+fused AdamW. `--warmup` steps are not timed; with compile on, the first batch size's warm-up
+also compiles the model (once per precision: later batch sizes reuse it), shown as "warm-up s".
 
 MFU = 6 x non-embedding parameters x real (non-padding) tokens per second / peak dense FLOP/s of
 the card in that precision (table below, or --peak-tflops); attention's own FLOPs are left out
@@ -99,12 +100,11 @@ def batches(lengths: np.ndarray, batch_size: int, vocab: int, n_labels: int, dev
                "labels": labels.to(device), "real_tokens": int(rows.sum())}
 
 
-def measure(model, data, precision: str, compiled: bool, args, device) -> dict:
+def measure(model, forward, data, precision: str, args, device) -> dict:
+    """Time the trainer's step with `forward` (the model, or its compiled form)."""
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[precision]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    # dynamic: one compilation for all title widths, not one per width met
-    forward = torch.compile(model, dynamic=True) if compiled else model
 
     def step(batch):
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -164,19 +164,22 @@ def main(argv=None) -> int:
     rows = []
     for precision in args.precisions.split(","):
         for compiled in [c == "on" for c in args.compile.split(",")]:
+            # one model (and one compilation) for the whole batch-size sweep: dynamic shapes cover
+            # every batch size and title width, so only the first setting's warm-up compiles
+            model = build_model(args, device)
+            n_params = non_embedding_params(model)
+            forward = torch.compile(model, dynamic=True) if compiled else model
             for batch_size in map(int, args.batch_sizes.split(",")):
-                model = build_model(args, device)
-                n_params = non_embedding_params(model)
                 data = batches(lengths, batch_size, model.config.vocab_size, args.num_labels,
                                device)
-                r = measure(model, data, precision, compiled, args, device)
+                r = measure(model, forward, data, precision, args, device)
                 mfu = 6 * n_params * r["tokens_s"] / (peak * 1e12) if peak else None
                 rows.append((precision, "on" if compiled else "off", batch_size, r, mfu))
                 print(f"{precision} compile={'on' if compiled else 'off'} batch {batch_size}: "
                       f"{r['samples_s']:.0f} samples/s", file=sys.stderr, flush=True)
-                del model
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+            del model, forward
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     shape = "tiny BERT (2 layers, hidden 64)" if args.tiny else "bert-base-uncased shape"
     print(f"GPU throughput: {shape}, {n_params / 1e6:.1f}M non-embedding parameters, title "
           f"lengths of {Path(args.data).name} (mean {lengths.mean():.1f} tokens), "
