@@ -106,8 +106,7 @@ class DDPEngine(Scorer):
         # whole step of the head on the frozen-phase cache
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if top_layers != self.top_layers and dist.world_size() > 1:
-            self.wrapped = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.wrapped = self._ddp(self.model)
         self.top_layers = top_layers
 
     def use_cache(self, head: torch.nn.Module | None) -> None:
@@ -116,9 +115,12 @@ class DDPEngine(Scorer):
         gradients are still all-reduced; the model's DDP sees no forward meanwhile, so its hooks
         stay idle."""
         if head is not None and dist.world_size() > 1:
-            head = DistributedDataParallel(
-                head, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            head = self._ddp(head)
         self.head = head
+
+    def _ddp(self, module: torch.nn.Module) -> DistributedDataParallel:
+        return DistributedDataParallel(
+            module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def no_sync(self, final_micro_step: bool):
         """Skip DDP's gradient all-reduce on all but the last micro batch of an optimizer step."""

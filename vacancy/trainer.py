@@ -226,7 +226,8 @@ class Trainer:
                 seen, step_start = [0, 0], now
                 self._after_step(out, loss.item(), lrs)
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            if not bar.disable:  # loss.item() waits for the device: only where the bar shows
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         bar.close()
         total = dist.all_reduce_sum(loss_sum)
         return float(total[0] / total[1]), int(total[1])
