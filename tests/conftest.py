@@ -77,10 +77,12 @@ def flags(**values) -> list[str]:
 
 @pytest.fixture(scope="session")
 def ddp_run(tmp_path_factory, tiny_model, small_csv) -> Path:
-    """One real 2-process torchrun training of the tiny model; records per-rank weight hashes."""
+    """One real 2-process torchrun training of the tiny model; records per-rank weight hashes.
+    The transformer alone (its numbers are what these tests check; test_ensemble.py has the mix)."""
     out = tmp_path_factory.mktemp("ddp_run") / "run"
     proc = torchrun(2, "tests/instrumented_train.py",
-                    *flags(data=small_csv, model=tiny_model, output_dir=out, **TINY_RUN))
+                    *flags(data=small_csv, model=tiny_model, output_dir=out, ensemble="off",
+                           **TINY_RUN))
     (out.parent / "stdout.txt").write_text(proc.stdout)  # beside the run: not one of its files
     return out
 

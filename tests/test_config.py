@@ -34,18 +34,19 @@ def test_unknown_flag_exits_with_usage_error(capsys):
     ({"epochs": "3"}, "epochs: expected int"),
     ({"precision": "fp8"}, "precision: 'fp8' is not one of"),
     ({"thresholds": "1.5"}, "thresholds: a fixed threshold must be in"),
-    ({"thresholds": "best"}, "thresholds: expected `tuned` or a number"),
+    ({"thresholds": "best"}, "thresholds: expected shrunk, global, per-label or a number"),
 ])
 def test_bad_values_are_rejected_with_the_field_named(values, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**values)
 
 
-def test_global_batch_and_fixed_threshold():
+def test_global_batch_and_threshold_policy():
     cfg = TrainConfig(batch_size=16, grad_accum=4, thresholds="0.4")
     assert cfg.global_batch(world_size=2) == 128
-    assert cfg.fixed_threshold == 0.4
-    assert TrainConfig().fixed_threshold is None
+    assert cfg.threshold_policy == "0.4"
+    assert TrainConfig().threshold_policy == "shrunk"
+    assert TrainConfig(thresholds="tuned").threshold_policy == "per-label"  # earlier runs' name
 
 
 def test_resolved_config_round_trips(tmp_path):

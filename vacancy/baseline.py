@@ -9,34 +9,20 @@ them side by side and show what the transformer buys.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
+from .config import ConfigError, threshold_policy
 from .data import DataError, load_splits
-from .metrics import bce_with_logits, evaluate, sigmoid, tune_thresholds
+from .ensemble import build_classifier
+from .metrics import bce_with_logits, choose_thresholds, evaluate, sigmoid
 from .run import summary, write_json, write_results
 
 log = logging.getLogger("vacancy")
 MODEL_NAME = "tfidf-logreg"
-
-
-def build_classifier(C: float, seed: int):
-    """Word 1-2 grams and character 2-5 grams (within word boundaries, so typos and word pieces
-    still match), each label its own L2-regularised logistic regression."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.pipeline import make_pipeline, make_union
-    features = make_union(
-        TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2))
-    return make_pipeline(features, OneVsRestClassifier(
-        LogisticRegression(C=C, solver="liblinear", max_iter=1000, random_state=seed)))
 
 
 def run_baseline(args: argparse.Namespace) -> dict:
@@ -54,16 +40,18 @@ def run_baseline(args: argparse.Namespace) -> dict:
     # run reports and sigmoid() gives predict_proba's probabilities.
     val_logits = classifier.decision_function(parts.val["title"])
     test_probs = sigmoid(classifier.decision_function(parts.test["title"]))
-    thresholds = tune_thresholds(sigmoid(val_logits), targets["val"]) if args.thresholds is None \
-        else np.full(len(labels), args.thresholds)
-    metrics, report = evaluate(test_probs, targets["test"], thresholds, labels.names)
+    thresholds = choose_thresholds(sigmoid(val_logits), targets["val"],
+                                   threshold_policy(args.thresholds))
+    metrics, report = evaluate(test_probs, targets["test"], thresholds, labels.names,
+                               args.at_least_one)
     metrics.update(best_val_loss=bce_with_logits(val_logits, targets["val"]), best_epoch=None,
                    n_train=len(parts.train), n_val=len(parts.val), n_test=len(parts.test),
                    test_in_train=leaked, world_size=1, precision="fp64", model=MODEL_NAME,
                    engine="sklearn", optimizer_steps=None, skipped_steps=0,
                    train_seconds=round(train_seconds, 1),
                    samples_per_s=round(len(parts.train) / train_seconds, 1), epochs=[])
-    write_results(run_dir, metrics, report, thresholds, labels.names, parts.test, test_probs)
+    write_results(run_dir, metrics, report, thresholds, labels.names, parts.test, test_probs,
+                  args.at_least_one)
     print(report)
     print(summary(metrics))
     return metrics
@@ -73,9 +61,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="CSV with `title` and `area` columns")
     parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--thresholds", type=float, default=None, metavar="FLOAT",
-                        help="one threshold in (0, 1) for every label (default: tuned per label "
-                             "on val, as in training)")
+    parser.add_argument("--thresholds", default="shrunk",
+                        help="shrunk, global, per-label or a fixed number in (0, 1): picked on "
+                             "val as in training (train_ddp.py --help explains them)")
+    parser.add_argument("--at-least-one", action=argparse.BooleanOptionalAction, default=True,
+                        help="a title with no label over its threshold gets its most probable "
+                             "one, as in training")
     parser.add_argument("--C", type=float, default=10.0,
                         help="inverse L2 regularisation strength of each logistic regression")
     parser.add_argument("--split-seed", type=int, default=42)
@@ -83,8 +74,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a run already in --output-dir")
     args = parser.parse_args(argv)
-    if args.thresholds is not None and not 0 < args.thresholds < 1:
-        parser.error(f"--thresholds: must be in (0, 1), got {args.thresholds}")
+    try:
+        threshold_policy(args.thresholds)
+    except ConfigError as e:
+        parser.error(f"--{e}")
     if args.C <= 0:
         parser.error(f"--C: must be > 0, got {args.C}")
     return args

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+# how thresholds are picked on val (metrics.choose_thresholds); here so --help imports no numpy
+THRESHOLD_POLICIES = ("shrunk", "global", "per-label")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT / "data" / "vacancies.csv"
 
@@ -55,9 +57,22 @@ class TrainConfig:
     split_seed: int = field(default=42, metadata={
         "help": "random_state of the notebook's 90/10 then 80/20 split."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per rank."})
-    thresholds: str = field(default="tuned", metadata={
-        "help": "`tuned`: one threshold per label maximising its F1 on val; or a number in (0, 1) "
-                "used for every label."})
+    thresholds: str = field(default="shrunk", metadata={
+        "help": "How each label's threshold is picked on val: `shrunk` (its own best cut, pulled "
+                "toward the one global cut the fewer val positives it has), `global` (one cut "
+                "maximising micro-F1), `per-label` (each label its own best cut; overfits small "
+                "val sets), or a fixed number in (0, 1)."})
+    at_least_one: bool = field(default=True, metadata={
+        "help": "A title whose labels all stay under their thresholds gets its most probable "
+                "label (every title has an area). --no-at-least-one turns it off."})
+    ensemble: str = field(default="on", metadata={
+        "help": "`on`: also fit the TF-IDF + logistic regression model on the train split and "
+                "mix its probabilities with the transformer's, the weight picked on val (0 and 1 "
+                "included); best/ then predicts with the mix. `off`: the transformer alone.",
+        "choices": ("on", "off")})
+    patience: int = field(default=2, metadata={
+        "help": "Stop when val loss has not improved for this many unfrozen epochs (best/ keeps "
+                "the best epoch); 0 trains every epoch."})
     frozen_cache: bool = field(default=True, metadata={
         "help": "While the encoder is frozen, encode train and val once and train the head from "
                 "those outputs instead of re-running the encoder every frozen epoch (same losses; "
@@ -105,7 +120,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("freeze_epochs", "num_workers", "weight_decay", "max_grad_norm"):
+        for name in ("freeze_epochs", "num_workers", "weight_decay", "max_grad_norm",
+                     "patience"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.freeze_epochs > self.epochs:
@@ -120,20 +136,11 @@ class TrainConfig:
                               "its trainable parameters when the engine is built)")
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other: pick one")
-        self.fixed_threshold  # validates the thresholds field
+        self.threshold_policy  # validates the thresholds field
 
     @property
-    def fixed_threshold(self) -> float | None:
-        """The one threshold for every label, or None when thresholds are tuned on val."""
-        if self.thresholds == "tuned":
-            return None
-        try:
-            value = float(self.thresholds)
-        except ValueError:
-            raise ConfigError(f"thresholds: expected `tuned` or a number, got {self.thresholds!r}")
-        if not 0 < value < 1:
-            raise ConfigError(f"thresholds: a fixed threshold must be in (0, 1), got {value}")
-        return value
+    def threshold_policy(self) -> str:
+        return threshold_policy(self.thresholds)
 
     def global_batch(self, world_size: int) -> int:
         return self.batch_size * self.grad_accum * world_size
@@ -143,6 +150,23 @@ class TrainConfig:
 
     def save(self, path: str | os.PathLike) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def threshold_policy(value: str) -> str:
+    """One of THRESHOLD_POLICIES, or a fixed threshold as a string (`tuned`, the name of
+    `per-label` in earlier runs, is accepted)."""
+    if value == "tuned":
+        return "per-label"
+    if value in THRESHOLD_POLICIES:
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"thresholds: expected {', '.join(THRESHOLD_POLICIES)} or a number, "
+                          f"got {value!r}")
+    if not 0 < number < 1:
+        raise ConfigError(f"thresholds: a fixed threshold must be in (0, 1), got {number}")
+    return str(number)
 
 
 def _flag(name: str) -> str:

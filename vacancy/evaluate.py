@@ -12,18 +12,18 @@ import json
 import sys
 
 from .data import DataError, LabelSpace, read_csv, split
-from .inference import load_checkpoint, predict_probs
+from .inference import load_tagger
 from .metrics import evaluate
 
 
 def evaluate_checkpoint(model_dir, data: str, part: str = "test", split_seed: int = 42,
                         max_length: int = 64) -> tuple[dict, str]:
-    model, tokenizer, labels, thresholds = load_checkpoint(model_dir)
+    tagger = load_tagger(model_dir)
     df = getattr(split(read_csv(data), split_seed, data), part)
-    targets = LabelSpace(labels).encode(df["labels"], part)
-    # titles in df are already cleaned; cleaning is idempotent, so predict_probs may clean again
-    probs = predict_probs(model, tokenizer, df["title"].tolist(), max_length=max_length)
-    return evaluate(probs, targets, thresholds, labels)
+    targets = LabelSpace(tagger.labels).encode(df["labels"], part)
+    # titles in df are already cleaned; cleaning is idempotent, so the tagger may clean again
+    probs = tagger.probs(df["title"].tolist(), max_length=max_length)
+    return evaluate(probs, targets, tagger.thresholds, tagger.labels, tagger.at_least_one)
 
 
 def main(argv: list[str] | None = None) -> int:

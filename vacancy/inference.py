@@ -6,12 +6,14 @@ cleaning (data.clean_title) and the batching used here.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .data import PadCollator, clean_title
+from .ensemble import TfidfModel, load_decision, mix
 from .metrics import DEFAULT_THRESHOLD
 
 
@@ -47,3 +49,33 @@ def predict_probs(model, tokenizer, titles, batch_size: int = 256, max_length: i
                        attention_mask=batch["attention_mask"].to(device)).logits
         probs[rows] = torch.sigmoid(logits.float()).cpu().numpy()
     return probs
+
+
+@dataclass
+class Tagger:
+    """A saved best/ as it predicts: the transformer, mixed with the TF-IDF model when the run
+    trained one (decision.json), the per-label thresholds and the at-least-one-area rule."""
+    model: torch.nn.Module
+    tokenizer: object
+    labels: list[str]
+    thresholds: np.ndarray
+    at_least_one: bool
+    weight: float  # the transformer's share of the mix
+    tfidf: TfidfModel | None
+
+    def probs(self, titles, batch_size: int = 256, max_length: int = 64,
+              progress: bool = False) -> np.ndarray:
+        probs = predict_probs(self.model, self.tokenizer, titles, batch_size, max_length, progress)
+        if self.tfidf is None:
+            return probs
+        return mix(probs, self.tfidf.probs([clean_title(t) for t in titles]), self.weight)
+
+
+def load_tagger(model_dir: str | Path, device: str | torch.device = "cpu",
+                ensemble: bool = True) -> Tagger:
+    """best/ with its decision rule; `ensemble=False` drops the TF-IDF part (the transformer
+    alone, at the same thresholds)."""
+    at_least_one, weight, tfidf = load_decision(model_dir)
+    if not ensemble:
+        weight, tfidf = 1.0, None
+    return Tagger(*load_checkpoint(model_dir, device), at_least_one, weight, tfidf)

@@ -5,8 +5,11 @@ import numpy as np
 from sklearn.metrics import (classification_report, f1_score, hamming_loss,
                              precision_recall_fscore_support, precision_score, recall_score)
 
+from .config import THRESHOLD_POLICIES  # noqa: F401 (re-exported)
+
 MIN_TUNING_SUPPORT = 5  # labels with fewer positives in val keep the default threshold
 DEFAULT_THRESHOLD = 0.5
+SHRINK_PRIOR_WEIGHT = 50  # val positives at which a label's own threshold and the global weigh 1:1
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -34,22 +37,63 @@ def _best_threshold(probs: np.ndarray, truth: np.ndarray) -> tuple[float, float]
     return float((p[k] + nxt) / 2), float(f1[k])
 
 
-def tune_thresholds(probs: np.ndarray, targets: np.ndarray,
-                    min_support: int = MIN_TUNING_SUPPORT) -> np.ndarray:
+def tune_thresholds(probs: np.ndarray, targets: np.ndarray, min_support: int = MIN_TUNING_SUPPORT,
+                    default: float = DEFAULT_THRESHOLD) -> np.ndarray:
     """One threshold per label maximising that label's F1 on `probs`/`targets` (validation data).
-    Labels with fewer than `min_support` positives keep 0.5: their F1 curve is noise."""
-    thresholds = np.full(targets.shape[1], DEFAULT_THRESHOLD)
+    Labels with fewer than `min_support` positives keep `default`: their F1 curve is noise."""
+    thresholds = np.full(targets.shape[1], default)
     for j in range(targets.shape[1]):
         if targets[:, j].sum() >= min_support:
             thresholds[j] = _best_threshold(probs[:, j], targets[:, j])[0]
     return thresholds
 
 
+def global_threshold(probs: np.ndarray, targets: np.ndarray) -> float:
+    """The one threshold for every label that maximises micro-F1: the same sweep as for a single
+    label, over all (title, label) cells at once."""
+    return _best_threshold(probs.ravel(), targets.ravel())[0]
+
+
+def shrunk_thresholds(probs: np.ndarray, targets: np.ndarray,
+                      prior_weight: float = SHRINK_PRIOR_WEIGHT) -> np.ndarray:
+    """Per-label thresholds pulled toward the global one by how little evidence each label has:
+    t_j = (n_j * own_j + k * global) / (n_j + k), with n_j the label's positives in val and k
+    `prior_weight`. A label with a handful of val positives keeps nearly the global threshold;
+    one with hundreds keeps nearly its own. (Per-label cuts tuned on ~1k val titles overfit.)"""
+    t_global = global_threshold(probs, targets)
+    own = tune_thresholds(probs, targets, min_support=1, default=t_global)
+    n = targets.sum(axis=0)
+    return (n * own + prior_weight * t_global) / (n + prior_weight)
+
+
+def choose_thresholds(probs: np.ndarray, targets: np.ndarray, policy: str) -> np.ndarray:
+    """Thresholds from val probabilities under one of THRESHOLD_POLICIES, or a fixed number."""
+    n_labels = targets.shape[1]
+    if policy == "per-label":
+        return tune_thresholds(probs, targets)
+    if policy == "global":
+        return np.full(n_labels, global_threshold(probs, targets))
+    if policy == "shrunk":
+        return shrunk_thresholds(probs, targets)
+    return np.full(n_labels, float(policy))
+
+
+def predict_labels(probs: np.ndarray, thresholds: np.ndarray,
+                   at_least_one: bool = False) -> np.ndarray:
+    """0/1 predictions: every label whose probability reaches its threshold; with `at_least_one`,
+    a title where none does gets its most probable label (every title has an area)."""
+    pred = (probs >= thresholds).astype(int)
+    if at_least_one:
+        empty = pred.sum(axis=1) == 0
+        pred[empty, probs[empty].argmax(axis=1)] = 1
+    return pred
+
+
 def evaluate(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarray,
-             labels: list[str]) -> tuple[dict, str]:
+             labels: list[str], at_least_one: bool = False) -> tuple[dict, str]:
     """All reported metrics at `thresholds`, and sklearn's per-label classification report."""
     y = targets.astype(int)
-    pred = (probs >= thresholds).astype(int)
+    pred = predict_labels(probs, thresholds, at_least_one)
     p, r, f, s = precision_recall_fscore_support(y, pred, zero_division=0)
     metrics = {
         "micro_f1": f1_score(y, pred, average="micro", zero_division=0),
@@ -68,6 +112,26 @@ def evaluate(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarray,
     metrics = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in metrics.items()}
     report = classification_report(y, pred, target_names=labels, zero_division=0, digits=3)
     return metrics, report
+
+
+def f1_counts(pred: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    """(micro-F1, macro-F1) of 0/1 predictions, as sklearn computes them with zero_division=0,
+    from per-label counts (fast enough to call in a loop over candidate settings)."""
+    y = targets.astype(bool)
+    pred = pred.astype(bool)
+    tp = (pred & y).sum(axis=0)
+    wrong = (pred ^ y).sum(axis=0)  # false positives + false negatives
+    micro = 2 * tp.sum() / max(1, 2 * tp.sum() + wrong.sum())
+    per_label = np.divide(2 * tp, 2 * tp + wrong, out=np.zeros(len(tp)), where=2 * tp + wrong > 0)
+    return float(micro), float(per_label.mean())
+
+
+def micro_f1_at(probs, targets, thresholds, at_least_one: bool = False) -> float:
+    return f1_counts(predict_labels(probs, thresholds, at_least_one), targets)[0]
+
+
+def macro_f1_at(probs, targets, thresholds, at_least_one: bool = False) -> float:
+    return f1_counts(predict_labels(probs, thresholds, at_least_one), targets)[1]
 
 
 def _f1_at(probs: np.ndarray, targets: np.ndarray, threshold: float, average: str) -> float:

@@ -3,10 +3,13 @@
     python -m vacancy.predict --model runs/my/best "Senior Java Developer" "Data Engineer / ML"
     python -m vacancy.predict --model runs/my/best --input titles.csv --output tagged.csv
 
-An area is predicted when its probability reaches the per-label threshold saved with the model
-(thresholds.json, tuned on val); `--threshold T` uses T for every label instead, and `--top-k K`
-keeps at most the K most probable of the predicted areas (alone: the K most probable areas).
-Titles are cleaned by the same function as in training (data.clean_title, inside predict_probs).
+A title's probabilities are the transformer's, mixed with the TF-IDF model saved beside it when
+the run trained one (`--ensemble off`: the transformer alone). An area is predicted when its
+probability reaches the per-label threshold saved with the model (thresholds.json, picked on val),
+and a title with none gets its most probable area when the run said so (decision.json);
+`--threshold T` uses T for every label instead, and `--top-k K` keeps at most the K most probable
+of the predicted areas (alone: the K most probable areas). Titles are cleaned by the same function
+as in training (data.clean_title).
 """
 from __future__ import annotations
 
@@ -21,12 +24,15 @@ class PredictError(ValueError):
     """Bad model directory or input file; the message names it."""
 
 
-def select(probs: np.ndarray, thresholds: np.ndarray, top_k: int | None) -> list[np.ndarray]:
+def select(probs: np.ndarray, thresholds: np.ndarray, top_k: int | None,
+           at_least_one: bool = False) -> list[np.ndarray]:
     """Per title, the indices of its predicted labels, most probable first."""
     out = []
     for row in probs:
         order = np.argsort(-row, kind="stable")
         chosen = order[row[order] >= thresholds[order]]
+        if at_least_one and not len(chosen):
+            chosen = order[:1]
         out.append(chosen[:top_k] if top_k else chosen)
     return out
 
@@ -73,6 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                         "of the saved per-label ones")
     parser.add_argument("--top-k", type=int, help="at most this many areas per title, the most "
                                                   "probable first")
+    parser.add_argument("--ensemble", choices=("on", "off"), default="on",
+                        help="off: the transformer alone, without the TF-IDF model saved beside "
+                             "it (default: as the run saved it)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--max-length", type=int, default=64)
     args = parser.parse_args(argv)
@@ -93,24 +102,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import pandas as pd
     import transformers
-    from .inference import load_checkpoint, predict_probs
+    from .inference import load_tagger
     transformers.utils.logging.disable_progress_bar()
     try:
         path = model_dir(args.model)
         table = read_titles(args.input) if args.input else None
         try:
-            model, tokenizer, labels, thresholds = load_checkpoint(path)
+            tagger = load_tagger(path, ensemble=args.ensemble == "on")
         except (OSError, ValueError) as e:
             raise PredictError(f"--model {path}: cannot load ({str(e).splitlines()[0]})")
     except PredictError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    labels, thresholds = tagger.labels, tagger.thresholds
     if args.threshold is not None:
         thresholds = np.full(len(labels), args.threshold)
     titles = table["title"].tolist() if table is not None else args.titles
-    probs = predict_probs(model, tokenizer, titles, args.batch_size, args.max_length,
-                          progress=table is not None)
-    chosen = select(probs, thresholds, args.top_k)
+    probs = tagger.probs(titles, args.batch_size, args.max_length, progress=table is not None)
+    chosen = select(probs, thresholds, args.top_k, tagger.at_least_one)
     names = np.array(labels)
 
     if table is None:

@@ -15,7 +15,8 @@ from . import checkpoint, dist
 from .config import TrainConfig
 from .data import PadCollator, TitleDataset, load_splits, tokenize
 from .engine import Scorer, make_engine
-from .metrics import evaluate, sigmoid, tune_thresholds
+from .ensemble import decide
+from .metrics import evaluate, predict_labels, sigmoid
 from .model import init_head_bias, load_model as load_classifier, load_tokenizer
 from .plots import write_plots
 from .tracking import Tracker
@@ -68,22 +69,24 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
     scorer = Scorer(load_classifier(str(best), labels.names), device, engine.precision)
     val_logits, val_targets = predict_logits(scorer, loaders["val"], len(datasets["val"]))
     test_logits, test_targets = predict_logits(scorer, loaders["test"], len(datasets["test"]))
-    fixed = config.fixed_threshold
-    thresholds = tune_thresholds(sigmoid(val_logits), val_targets) if fixed is None \
-        else np.full(len(labels), fixed)
-    test_probs = sigmoid(test_logits)
-    metrics, report = evaluate(test_probs, test_targets, thresholds, labels.names)
-    metrics.update(best_val_loss=state.best_val_loss, best_epoch=state.best_epoch,
-                   n_train=len(datasets["train"]), n_val=len(datasets["val"]),
-                   n_test=len(datasets["test"]), test_in_train=leaked,
-                   world_size=dist.world_size(), precision=engine.precision, model=config.model,
-                   optimizer_steps=state.step, skipped_steps=state.skipped_steps,
-                   train_seconds=round(state.train_seconds, 1), epochs=state.epochs)
-    if dist.is_main():
-        write_json(best / "thresholds.json",
-                   {name: float(t) for name, t in zip(labels.names, thresholds)})
-        write_results(run_dir, metrics, report, thresholds, labels.names, parts.test, test_probs)
+    metrics = {}
+    if dist.is_main():  # the TF-IDF fit and the files: rank 0 only, the others wait below
+        decision = decide(config, data, sigmoid(val_logits), sigmoid(test_logits))
+        metrics, report = evaluate(decision.test_probs, test_targets, decision.thresholds,
+                                   labels.names, config.at_least_one)
+        metrics.update(decision.summary)
+        metrics.update(best_val_loss=state.best_val_loss, best_epoch=state.best_epoch,
+                       stopped_early=state.stopped_early, n_train=len(datasets["train"]),
+                       n_val=len(datasets["val"]), n_test=len(datasets["test"]),
+                       test_in_train=leaked, world_size=dist.world_size(),
+                       precision=engine.precision, model=config.model,
+                       optimizer_steps=state.step, skipped_steps=state.skipped_steps,
+                       train_seconds=round(state.train_seconds, 1), epochs=state.epochs)
+        decision.save(best, labels.names)
+        write_results(run_dir, metrics, report, decision.thresholds, labels.names, parts.test,
+                      decision.test_probs, config.at_least_one)
         print(report)
+        print(decision.table)
         print(summary(metrics))
         tracker.finish(metrics, report, write_plots(run_dir, metrics), best)
     dist.barrier()
@@ -116,12 +119,13 @@ def summary(metrics: dict) -> str:
 
 
 def write_results(run_dir: Path, metrics: dict, report: str, thresholds: np.ndarray,
-                  labels: list[str], test: pd.DataFrame, probs: np.ndarray) -> None:
+                  labels: list[str], test: pd.DataFrame, probs: np.ndarray,
+                  at_least_one: bool = False) -> None:
     """metrics.json, report.txt and test_predictions.csv: the files of every run, transformer or
     baseline (vacancy.baseline), that vacancy.compare reads."""
     write_json(run_dir / "metrics.json", metrics)
     (run_dir / "report.txt").write_text(report)
-    predicted = probs >= thresholds
+    predicted = predict_labels(probs, thresholds, at_least_one).astype(bool)
     table = pd.DataFrame({
         "title": test["title"], "area": test["labels"].map(" ".join),
         "predicted": [" ".join(np.array(labels)[row]) for row in predicted]})

@@ -92,6 +92,14 @@ def n_tokens(batch: dict) -> int:
     return int(batch["n_tokens"].sum() if "n_tokens" in batch else batch["attention_mask"].sum())
 
 
+def patience_ran_out(config, state: "RunState") -> bool:
+    """Early stopping, after an epoch: val loss has not improved for --patience epochs since the
+    encoder unfroze (frozen epochs do not count: unfreezing is what the recipe waits for), and
+    epochs are left to skip."""
+    unfrozen_since_best = state.epoch - max(state.best_epoch, config.freeze_epochs)
+    return 0 < config.patience <= unfrozen_since_best and state.epoch < config.epochs
+
+
 @dataclass
 class RunState:
     epoch: int = 0  # next epoch to train
@@ -101,6 +109,7 @@ class RunState:
     skipped_steps: int = 0
     epochs: list = field(default_factory=list)
     train_seconds: float = 0.0  # epochs' wall time (train + val), summed over resumed attempts
+    stopped_early: bool = False  # --patience ran out: the remaining epochs are not trained
 
 
 class Trainer:
@@ -157,6 +166,8 @@ class Trainer:
     def fit(self) -> RunState:
         config, state = self.config, self.state
         for epoch in range(state.epoch, config.epochs):
+            if state.stopped_early:  # a resumed run that had stopped
+                break
             top = trainable_top_layers(config, epoch)
             self.engine.set_trainable(top)
             phase = "frozen" if top == 0 else "unfrozen"
@@ -176,6 +187,8 @@ class Trainer:
             state.train_seconds += time.perf_counter() - start
             if improved:  # val_loss is computed from gathered logits: every rank agrees
                 state.best_val_loss, state.best_epoch = val_loss, epoch + 1
+            # so does every rank on stopping; saved with the state, so a resumed run stays stopped
+            state.stopped_early = patience_ran_out(config, state)
             self._save(improved)
             if dist.is_main():
                 tqdm.write(f"epoch {epoch + 1}/{config.epochs} {phase:8s} train_loss "
@@ -183,6 +196,9 @@ class Trainer:
                            f"{record['val_micro_f1']:.4f} {seconds:.1f}s "
                            f"{record['samples_per_s']:.1f} samples/s{' *best*' if improved else ''}")
             self.on_log({"kind": "epoch", **record})
+            if state.stopped_early and dist.is_main():
+                tqdm.write(f"early stop: val loss has not improved for {config.patience} "
+                           f"epoch(s); best/ holds epoch {state.best_epoch}")
         return state
 
     def _run_epoch(self, epoch: int, loader: DataLoader) -> tuple[float, int]:

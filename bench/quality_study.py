@@ -1,0 +1,121 @@
+"""The quality study behind the default decision rule: thresholds, the top-1 fallback and the mix
+with the TF-IDF model, over several seeds, against the baseline on the same split.
+
+    python bench/quality_study.py --data ../shared/data/onet_titles_it.csv --name it \
+        --seeds 1 2 3 --out runs/study -- --epochs 6
+
+Trains `train_ddp.py` once per seed (under torchrun with --nproc > 1; flags after `--` go to it;
+finished runs are kept, so rerunning completes a study), scores each run's best/ on val and test,
+fits the TF-IDF model on the same train split, and prints test micro-/macro-F1 as mean +- std over
+the seeds for every (model, threshold policy, fallback) cell. The choices are made on val only;
+test is only read to report them. docs/results/quality.md holds the tables and what they decided.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from vacancy.data import load_splits  # noqa: E402
+from vacancy.ensemble import TfidfModel, mix, tune_weight  # noqa: E402
+from vacancy.metrics import choose_thresholds, f1_counts, predict_labels  # noqa: E402
+
+POLICIES = ("0.5", "per-label", "shrunk", "global")
+
+
+def train(data: str, run_dir: Path, seed: int, nproc: int, flags: list[str]) -> None:
+    if (run_dir / "metrics.json").exists():
+        return
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
+    resume = ["--resume"] if (run_dir / "config.json").exists() else []
+    cmd = [*launcher, str(ROOT / "train_ddp.py"), "--data", data, "--seed", str(seed),
+           "--output-dir", str(run_dir), "--wandb", "off", *resume, *flags]
+    print("$", " ".join(cmd), flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // nproc))}
+    with open(run_dir.parent / f"{run_dir.name}.log", "a") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def transformer_probs(run_dir: Path, parts) -> dict[str, np.ndarray]:
+    """val/test probabilities of the run's best/ (cached in study.npz)."""
+    path = run_dir / "study.npz"
+    if not path.exists():
+        from vacancy.inference import load_checkpoint, predict_probs
+        model, tokenizer, _, _ = load_checkpoint(run_dir / "best")
+        np.savez(path, **{name: predict_probs(model, tokenizer, getattr(parts, name)["title"].tolist())
+                          for name in ("val", "test")})
+    return dict(np.load(path))
+
+
+def cells(probs: dict, targets: dict) -> dict[tuple, tuple[float, float]]:
+    """(source, policy, fallback) -> test (micro-F1, macro-F1), every choice made on val."""
+    out = {}
+    for policy in POLICIES:
+        for fallback in (False, True):
+            for source in ("tfidf", "transformer", "mix"):
+                if source == "mix":
+                    w, _ = tune_weight(probs["transformer"]["val"], probs["tfidf"]["val"],
+                                       targets["val"], policy, fallback)
+                    val, test = (mix(probs["transformer"][p], probs["tfidf"][p], w)
+                                 for p in ("val", "test"))
+                else:
+                    val, test = probs[source]["val"], probs[source]["test"]
+                thresholds = choose_thresholds(val, targets["val"], policy)
+                out[source, policy, fallback] = f1_counts(
+                    predict_labels(test, thresholds, fallback), targets["test"])
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--name", required=True, help="study folder under --out")
+    parser.add_argument("--out", default="runs/study")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--nproc", type=int, default=2)
+    args, flags = parser.parse_known_args(argv)
+    flags = [f for f in flags if f != "--"]
+    study = Path(args.out) / args.name
+    study.mkdir(parents=True, exist_ok=True)
+    data = load_splits(args.data)
+    targets = data.targets
+    tfidf = TfidfModel.fit(data.parts.train["title"], targets["train"])
+    tfidf_probs = {p: tfidf.probs(getattr(data.parts, p)["title"]) for p in ("val", "test")}
+
+    per_seed, best_epochs = [], []
+    for seed in args.seeds:
+        run_dir = study / f"s{seed}"
+        train(args.data, run_dir, seed, args.nproc, flags)
+        probs = {"tfidf": tfidf_probs, "transformer": transformer_probs(run_dir, data.parts)}
+        per_seed.append(cells(probs, targets))
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        best_epochs.append(f"{metrics['best_epoch']}/{len(metrics['epochs'])}")
+
+    print(f"\n{args.name}: {len(data.parts.test)} test titles, seeds {args.seeds}, best epoch "
+          f"{', '.join(best_epochs)}, train flags {' '.join(flags) or '(defaults)'}")
+    print(f"{'model':12s} {'thresholds':10s} {'top-1':5s}  {'micro-F1':>15s}  {'macro-F1':>15s}")
+    rows = {}
+    for key in per_seed[0]:
+        values = np.array([s[key] for s in per_seed])
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        rows["/".join(map(str, key))] = {"micro": values[:, 0].tolist(),
+                                         "macro": values[:, 1].tolist()}
+        print(f"{key[0]:12s} {key[1]:10s} {'yes' if key[2] else 'no':5s}  "
+              f"{mean[0]:.4f} +- {std[0]:.4f}  {mean[1]:.4f} +- {std[1]:.4f}")
+    (study / "study.json").write_text(json.dumps({"data": args.data, "seeds": args.seeds,
+                                                  "flags": flags, "cells": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

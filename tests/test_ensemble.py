@@ -1,0 +1,163 @@
+"""The decision rule of a run: thresholds, the at-least-one fallback, early stopping, and the mix
+with the TF-IDF model (unit tests, then one real training run that saves and reuses the mix)."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import TINY_RUN, flags, python
+from vacancy.ensemble import TfidfModel, build_classifier, mix, tune_weight, val_score
+from vacancy.evaluate import evaluate_checkpoint
+from vacancy.inference import load_tagger, predict_probs
+from vacancy.metrics import (choose_thresholds, f1_counts, global_threshold, micro_f1_at,
+                             predict_labels, tune_thresholds)
+from vacancy.trainer import RunState, patience_ran_out
+
+TITLES = ["senior java developer", "java backend engineer", "python developer",
+          "data engineer", "big data engineer", "etl developer", "ux designer", "web designer",
+          "graphic designer", "security engineer", "pentester", "soc analyst"] * 3
+LABELS = [[1, 0, 0, 0]] * 3 + [[0, 1, 0, 0]] * 3 + [[0, 0, 1, 0]] * 3 + [[0, 0, 0, 1]] * 3
+
+
+def test_tfidf_model_is_the_pipeline_and_round_trips_without_pickle(tmp_path):
+    targets = np.array(LABELS * 3, dtype=float)
+    model = TfidfModel.fit(TITLES, targets)
+    reference = build_classifier().fit(TITLES, targets)
+    new = ["java data developer", "designer of security", "zzz"]
+    np.testing.assert_allclose(model.logits(new), reference.decision_function(new), atol=1e-5)
+    model.save(tmp_path / "tfidf")
+    assert sorted(p.name for p in (tmp_path / "tfidf").iterdir()) == \
+        ["vectorizers.json", "weights.safetensors"]
+    np.testing.assert_allclose(TfidfModel.load(tmp_path / "tfidf").logits(new),
+                               model.logits(new), atol=1e-6)
+
+
+def test_tfidf_model_fits_on_a_sample_of_large_train_sets():
+    targets = np.array(LABELS * 3, dtype=float)
+    model = TfidfModel.fit(TITLES, targets, max_titles=20)
+    assert model.coef.shape[0] == 4  # still one row per label
+    assert np.argmax(model.logits(["java developer"])) == 0
+
+
+def noisy_scores(rng, n=400, labels=6):
+    targets = (rng.random((n, labels)) < 0.15).astype(float)
+    targets[np.arange(n), rng.integers(0, labels, n)] = 1  # every title has an area
+    a = np.clip(targets * 0.45 + rng.random((n, labels)) * 0.6, 0, 1)
+    b = np.clip(targets * 0.45 + rng.random((n, labels)) * 0.6, 0, 1)
+    return targets, a, b
+
+
+def test_the_mix_is_never_worse_than_its_better_part_on_val():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        targets, a, b = noisy_scores(rng)
+        for policy in ("shrunk", "0.5"):
+            w, scores = tune_weight(a, b, targets, policy, at_least_one=True)
+            assert scores[0.0] == pytest.approx(val_score(b, targets, policy, True))
+            assert scores[1.0] == pytest.approx(val_score(a, targets, policy, True))
+            assert scores[w] >= max(scores[0.0], scores[1.0])
+            # two independent noisy models: averaging beats either (the reason for the mix)
+            assert 0 < w < 1
+    np.testing.assert_allclose(mix(a, b, 0.3), 0.3 * a + 0.7 * b)
+
+
+def test_threshold_policies():
+    rng = np.random.default_rng(1)
+    targets, probs, _ = noisy_scores(rng)
+    targets[:, 5] = 0
+    targets[:2, 5] = 1  # a label with two val positives
+    t_global = global_threshold(probs, targets)
+    grid = np.linspace(0, 1, 501)
+    assert micro_f1_at(probs, targets, np.full(6, t_global)) >= \
+        max(micro_f1_at(probs, targets, np.full(6, g)) for g in grid) - 1e-12
+    own = tune_thresholds(probs, targets, min_support=1)
+    shrunk = choose_thresholds(probs, targets, "shrunk")
+    lo, hi = np.minimum(own, t_global), np.maximum(own, t_global)
+    assert np.all((lo - 1e-12 <= shrunk) & (shrunk <= hi + 1e-12))
+    # few positives: close to the global cut; many: close to its own
+    assert abs(shrunk[5] - t_global) < 0.1 * abs(own[5] - t_global) + 1e-9
+    assert np.all(choose_thresholds(probs, targets, "0.35") == 0.35)
+    assert np.all(choose_thresholds(probs, targets, "per-label") == tune_thresholds(probs, targets))
+
+
+def test_at_least_one_predicts_the_most_probable_label_of_empty_rows():
+    probs = np.array([[0.2, 0.4, 0.1], [0.9, 0.6, 0.1], [0.1, 0.1, 0.3]])
+    t = np.full(3, 0.5)
+    assert predict_labels(probs, t).tolist() == [[0, 0, 0], [1, 1, 0], [0, 0, 0]]
+    assert predict_labels(probs, t, at_least_one=True).tolist() == \
+        [[0, 1, 0], [1, 1, 0], [0, 0, 1]]
+    from sklearn.metrics import f1_score
+    y = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]])
+    pred = predict_labels(probs, t, True)
+    assert f1_counts(pred, y) == (pytest.approx(f1_score(y, pred, average="micro")),
+                                  pytest.approx(f1_score(y, pred, average="macro",
+                                                         zero_division=0)))
+
+
+@pytest.mark.parametrize("epoch,best,expected", [
+    (3, 1, False),  # epoch 1 frozen: only epochs 2 and 3 unfrozen since then, under patience 3
+    (4, 1, True),
+    (4, 3, False),
+    (6, 2, False),  # no epoch left to skip
+])
+def test_patience_counts_unfrozen_epochs_since_the_best(epoch, best, expected):
+    config = SimpleNamespace(patience=3, freeze_epochs=1, epochs=6)
+    assert patience_ran_out(config, RunState(epoch=epoch, best_epoch=best)) is expected
+    assert not patience_ran_out(SimpleNamespace(patience=0, freeze_epochs=1, epochs=6),
+                                RunState(epoch=epoch, best_epoch=best))
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory, tiny_model, small_csv):
+    """One real training run with the default --ensemble on."""
+    out = tmp_path_factory.mktemp("mixed") / "run"
+    python("train_ddp.py", *flags(data=small_csv, model=tiny_model, output_dir=out,
+                                  **{**TINY_RUN, "epochs": 2}))
+    return out
+
+
+def test_the_run_reports_each_part_and_saves_the_mix(mixed_run, small_csv):
+    metrics = json.loads((mixed_run / "metrics.json").read_text())
+    best = mixed_run / "best"
+    decision = json.loads((best / "decision.json").read_text())
+    assert decision["transformer_weight"] == metrics["transformer_weight"]
+    assert decision["at_least_one"] is True and (best / "tfidf" / "weights.safetensors").exists()
+    assert not list(best.rglob("*.pkl")) and not list(best.rglob("*.joblib"))
+    val = {part: (metrics[f"{part}_val_micro_f1"] + metrics[f"{part}_val_macro_f1"]) / 2
+           for part in ("transformer", "tfidf", "mix")}
+    assert val["mix"] >= max(val["transformer"], val["tfidf"]) - 1e-12
+    assert metrics["micro_f1"] == pytest.approx(metrics["mix_test_micro_f1"])
+    assert "mix (transformer weight" in (mixed_run / "report.txt").read_text()
+
+    # best/ alone reproduces the run's test metrics in one process, mix included
+    single, _ = evaluate_checkpoint(best, str(small_csv))
+    for key in ("micro_f1", "macro_f1", "samples_f1"):
+        assert single[key] == pytest.approx(metrics[key], abs=1e-9)
+
+    # and the saved probabilities are the weighted mean of the two models'
+    saved = pd.read_csv(mixed_run / "test_predictions.csv", keep_default_na=False)
+    tagger = load_tagger(best)
+    labels = tagger.labels
+    titles = saved["title"].tolist()
+    expected = mix(predict_probs(tagger.model, tagger.tokenizer, titles),
+                   TfidfModel.load(best / "tfidf").probs(titles), decision["transformer_weight"])
+    np.testing.assert_allclose(saved[[f"p_{x}" for x in labels]].to_numpy(), expected, atol=1e-5)
+    alone = load_tagger(best, ensemble=False)
+    assert alone.tfidf is None
+    np.testing.assert_allclose(alone.probs(titles[:5]),
+                               predict_probs(tagger.model, tagger.tokenizer, titles[:5]))
+
+
+def test_predict_cli_uses_the_mix_unless_told_not_to(mixed_run, capsys):
+    from vacancy.predict import main
+    tagger = load_tagger(mixed_run / "best")
+    title = "Senior Java Developer"
+    for setting, probs in (("on", tagger.probs([title])[0]),
+                           ("off", load_tagger(mixed_run / "best", ensemble=False).probs([title])[0])):
+        assert main(["--model", str(mixed_run), "--ensemble", setting, "--threshold", "0",
+                     "--top-k", "1", title]) == 0
+        line = capsys.readouterr().out.splitlines()[1].split()
+        assert line[0] == tagger.labels[int(np.argmax(probs))]
+        assert float(line[1]) == pytest.approx(probs.max(), abs=1e-3)
