@@ -32,7 +32,7 @@ def run_baseline(args: argparse.Namespace) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {**vars(args), "model": MODEL_NAME, "engine": "sklearn"})
 
-    classifier = build_classifier(args.C, args.seed)
+    classifier = build_classifier(args.C, args.seed, n_jobs=-1)
     start = time.perf_counter()
     classifier.fit(parts.train["title"], targets["train"])
     train_seconds = time.perf_counter() - start

@@ -26,13 +26,14 @@ TFIDF_DIR = "tfidf"
 DECISION_FILE = "decision.json"
 # Fitting on more titles than this buys the linear model little and costs minutes: on millions of
 # titles it fits on a random sample of this size (docs/results/quality.md has the timings).
-MAX_FIT_TITLES = 200_000
+MAX_FIT_TITLES = 100_000
 WEIGHTS = np.round(np.linspace(0, 1, 11), 2)  # candidate transformer weights
 
 
-def build_classifier(C: float = 10.0, seed: int = 42):
+def build_classifier(C: float = 10.0, seed: int = 42, n_jobs: int | None = None):
     """Word 1-2 grams and character 2-5 grams (within word boundaries, so typos and word pieces
-    still match), each label its own L2-regularised logistic regression."""
+    still match), each label its own L2-regularised logistic regression (`n_jobs` labels at once:
+    liblinear itself uses one core)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
@@ -41,7 +42,8 @@ def build_classifier(C: float = 10.0, seed: int = 42):
         TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True),
         TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2))
     return make_pipeline(features, OneVsRestClassifier(
-        LogisticRegression(C=C, solver="liblinear", max_iter=1000, random_state=seed)))
+        LogisticRegression(C=C, solver="liblinear", max_iter=1000, random_state=seed),
+        n_jobs=n_jobs))
 
 
 # what a saved vectorizer needs besides its vocabulary and idf (the rest are sklearn's defaults)
@@ -63,7 +65,8 @@ class TfidfModel:
         if len(titles) > max_titles:
             keep = np.random.default_rng(seed).choice(len(titles), max_titles, replace=False)
             titles, targets = titles[keep], targets[keep]
-        pipeline = build_classifier(C, seed).fit(titles, targets)
+        # every core: the other ranks of a run wait for this one at a barrier meanwhile
+        pipeline = build_classifier(C, seed, n_jobs=-1).fit(titles, targets)
         union, ovr = pipeline.steps[0][1], pipeline.steps[1][1]
         coef, intercept = [], []
         for est in ovr.estimators_:

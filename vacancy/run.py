@@ -74,6 +74,7 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
         decision = decide(config, data, sigmoid(val_logits), sigmoid(test_logits))
         metrics, report = evaluate(decision.test_probs, test_targets, decision.thresholds,
                                    labels.names, config.at_least_one)
+        report += "\n" + decision.table + "\n"
         metrics.update(decision.summary)
         metrics.update(best_val_loss=state.best_val_loss, best_epoch=state.best_epoch,
                        stopped_early=state.stopped_early, n_train=len(datasets["train"]),
@@ -86,7 +87,6 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
         write_results(run_dir, metrics, report, decision.thresholds, labels.names, parts.test,
                       decision.test_probs, config.at_least_one)
         print(report)
-        print(decision.table)
         print(summary(metrics))
         tracker.finish(metrics, report, write_plots(run_dir, metrics), best)
     dist.barrier()
