@@ -19,7 +19,7 @@ import numpy as np
 
 from .data import DataError, load_splits
 from .metrics import bce_with_logits, evaluate, sigmoid, tune_thresholds
-from .run import summary, write_json, write_results
+from .results import summary, write_json, write_results
 
 log = logging.getLogger("vacancy")
 MODEL_NAME = "tfidf-logreg"
