@@ -197,7 +197,8 @@ def comparable(entries: list[Entry]) -> tuple[list[Entry], list[str]]:
     for e in entries:
         missing = [r for r in e.runs if r.predictions is None]
         if missing:
-            notes.append(f"`{e.name}`: no intervals or error analysis ({missing[0].no_predictions}).")
+            notes.append(f"`{e.name}`: no intervals or error analysis "
+                         f"({missing[0].no_predictions}).")
             continue
         if reference is None:
             reference = e.runs[0]
