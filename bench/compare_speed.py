@@ -8,8 +8,10 @@ the chart.
 The runs are synthetic (written with vacancy.results, the trainer's own writer): random
 multi-label truth and predictions that agree with it at a few rates, so that every part of the
 report (intervals, confusions, wrong predictions) has work to do. Their `data` path does not
-exist, so the train-overlap section is skipped, as it says. Prints one table: seconds per phase,
-the median over `--repeats` rounds.
+exist, so the train-overlap section is skipped, as it says. Prints one table: wall seconds per
+phase and the CPU seconds of this process (all its threads) in it, each the median over
+`--repeats` rounds; on a shared machine the CPU seconds say what the work costs, the wall seconds
+what a user waits.
 """
 from __future__ import annotations
 
@@ -71,6 +73,10 @@ def make_runs(root: Path, runs: int, n: int, n_labels: int) -> list[Path]:
     return paths
 
 
+def clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,32 +86,34 @@ def main(argv=None) -> int:
         print(f"{args.runs} runs x {args.titles:,} test titles x {args.labels} labels written in "
               f"{time.perf_counter() - start:.1f} s; {args.resamples} resamples; median of "
               f"{args.repeats}")
-        phases: dict[str, list[float]] = {}
+        phases: dict[str, list[tuple[float, float]]] = {}
         for _ in range(args.repeats):
             times = {}
-            t = time.perf_counter()
+
+            def lap(name, start):
+                now = clock()
+                times[name] = (now[0] - start[0], now[1] - start[1])
+                return now
+            t = clock()
             runs = compare.load_runs([str(p) for p in paths])
-            times["read runs"] = time.perf_counter() - t
-            t = time.perf_counter()
+            t = lap("read runs", t)
             result = compare.compare(runs, args.resamples)
-            times["groups + bootstrap"] = time.perf_counter() - t
-            t = time.perf_counter()
+            t = lap("groups + bootstrap", t)
             compare.report(result, "comparison.png")
-            times["report (error analysis included)"] = time.perf_counter() - t
-            t = time.perf_counter()
+            t = lap("report (error analysis included)", t)
             compare.draw_chart(result.entries, root / "comparison.png")
-            times["chart"] = time.perf_counter() - t
-            t = time.perf_counter()
+            t = lap("chart", t)
             with contextlib.redirect_stdout(io.StringIO()):  # the whole CLI, as a user runs it
                 compare.main([*map(str, paths), "--out", str(root / "cmp.md"),
                               "--resamples", str(args.resamples)])
-            times["python -m vacancy.compare (all of it)"] = time.perf_counter() - t
+            lap("python -m vacancy.compare (all of it)", t)
             for name, seconds in times.items():
                 phases.setdefault(name, []).append(seconds)
-    print("| phase | seconds |")
-    print("| --- | ---: |")
-    for name, seconds in phases.items():
-        print(f"| {name} | {statistics.median(seconds):.2f} |")
+    print("| phase | wall s | CPU s |")
+    print("| --- | ---: | ---: |")
+    for name, laps in phases.items():
+        print(f"| {name} | {statistics.median(w for w, _ in laps):.2f} | "
+              f"{statistics.median(c for _, c in laps):.2f} |")
     return 0
 
 

@@ -61,4 +61,4 @@ def test_compare_speed():
     assert [r[0] for r in rows] == ["read runs", "groups + bootstrap",
                                     "report (error analysis included)", "chart",
                                     "python -m vacancy.compare (all of it)"]
-    assert all(re.fullmatch(NUMBER, r[1]) for r in rows)
+    assert all(re.fullmatch(NUMBER, r[1]) and re.fullmatch(NUMBER, r[2]) for r in rows)

@@ -102,7 +102,7 @@ class Run:
                            if k not in NOT_RECIPE and not k.startswith("wandb")}, sort_keys=True)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity
 class Entry:
     """One model of the comparison: a single run, or the runs of one recipe with different seeds.
     Its score is the mean over its runs."""
@@ -260,9 +260,9 @@ def differences(entries: list[Entry]) -> list[Difference]:
     references = [baselines[0]] if baselines else []
     if best not in references:
         references.append(best)
-    for ref in references:
+    for k, ref in enumerate(references):
         for e in entries:
-            if e is ref:
+            if e is ref or e in references[:k]:  # the baseline against the best: said already
                 continue
             for key, _ in INTERVAL_METRICS:
                 d = Difference(e, ref, key, e.mean(key) - ref.mean(key))

@@ -15,9 +15,9 @@ TOP = 10
 def confusions(pred: Predictions) -> np.ndarray:
     """(L, L) counts: [a, b] = titles where the run predicted label a wrongly while missing b,
     i.e. it took a b for an a."""
-    false_pos = (pred.predicted & ~pred.truth).astype(np.int64)
-    false_neg = (pred.truth & ~pred.predicted).astype(np.int64)
-    return false_pos.T @ false_neg
+    false_pos = (pred.predicted & ~pred.truth).astype(np.float32)  # float: a BLAS product
+    false_neg = (pred.truth & ~pred.predicted).astype(np.float32)
+    return np.rint(false_pos.T @ false_neg).astype(np.int64)
 
 
 def top_pairs(matrix: np.ndarray, labels: list[str], top: int = TOP) -> list[tuple[str, str, int]]:
@@ -41,20 +41,26 @@ def confident_wrong(preds: list[Predictions], top: int = TOP) -> list[WrongPredi
     """The false positives with the highest probability, over the runs of one entry (a seed group
     pools its seeds: each (title, label) once, with its highest probability and the number of
     seeds that made the mistake)."""
-    best: dict[tuple[int, int], WrongPrediction] = {}
-    for pred in preds:
+    n_labels = len(preds[0].labels)
+    cells, probs, runs = [], [], []
+    for k, pred in enumerate(preds):
         rows, cols = np.nonzero(pred.predicted & ~pred.truth)
-        for i, j in zip(rows, cols):
-            p = float(pred.probs[i, j])
-            seen = best.get((i, j))
-            if seen is None:
-                best[i, j] = WrongPrediction(pred.titles[i], pred.areas[i],
-                                             _names(pred, pred.predicted[i]), pred.labels[j], p, 1)
-            else:
-                seen.runs += 1
-                if p > seen.probability:
-                    seen.probability, seen.predicted = p, _names(pred, pred.predicted[i])
-    return sorted(best.values(), key=lambda w: (-w.probability, w.title, w.label))[:top]
+        cells.append(rows * n_labels + cols)
+        probs.append(pred.probs[rows, cols])
+        runs.append(np.full(len(rows), k))
+    cells, probs, runs = map(np.concatenate, (cells, probs, runs))
+    order = np.lexsort((cells, -probs))  # highest probability first, ties by test row, then label
+    cells, probs, runs = cells[order], probs[order], runs[order]
+    unique, first, times = np.unique(cells, return_index=True, return_counts=True)
+    keep = np.argsort(first, kind="stable")[:top]  # each cell at its highest probability
+    out = []
+    for u in keep:
+        f = first[u]
+        i, j = divmod(int(cells[f]), n_labels)
+        pred = preds[runs[f]]
+        out.append(WrongPrediction(pred.titles[i], pred.areas[i], _names(pred, pred.predicted[i]),
+                                   pred.labels[j], float(probs[f]), int(times[u])))
+    return out
 
 
 def always_wrong(preds: list[Predictions]) -> np.ndarray:

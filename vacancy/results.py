@@ -70,13 +70,17 @@ def read_predictions(run_dir: Path) -> Predictions:
         raise PredictionsError(f"{path}: missing column(s) "
                                f"{', '.join(missing + ([] if prob_columns else ['p_<label>']))}")
     labels = [c[2:] for c in prob_columns]
+
     column = {name: j for j, name in enumerate(labels)}
 
     def matrix(cells: pd.Series) -> np.ndarray:
-        out = np.zeros((len(cells), len(labels)), dtype=bool)
-        for i, cell in enumerate(cells):
-            out[i, [column[x] for x in cell.split() if x in column]] = True
-        return out
+        # a file holds few distinct label sets: build each row once; a label outside the run's
+        # label space (dropped in training) is left out, as in its metrics
+        codes, distinct = pd.factorize(cells)
+        rows = np.zeros((len(distinct), len(labels)), dtype=bool)
+        for i, cell in enumerate(distinct):
+            rows[i, [column[x] for x in cell.split() if x in column]] = True
+        return rows[codes]
 
     return Predictions(table["title"].to_numpy(str), table["area"].to_numpy(str), labels,
                        matrix(table["area"]), matrix(table["predicted"]),
