@@ -99,7 +99,10 @@ class Tracker:
                 group=config.wandb_group or None,
                 name=config.run_name or self.run_dir.resolve().name, tags=run_tags(config, engine),
                 config={**config.to_dict(), "world_size": dist.world_size(),
-                        "global_batch": config.global_batch(dist.world_size())})
+                        "global_batch": config.global_batch(dist.world_size())},
+                # no banners nor run-history block on the terminal: the line below says where
+                # the run is; W&B's own log stays in its folder under wandb/
+                settings=wandb.Settings(silent=True))
         except wandb.Error as e:  # no network, a bad key, an unknown entity...
             first_line = (str(e).strip() or type(e).__name__).splitlines()[0]
             raise ConfigError(f"--wandb {mode}: W&B could not start a run ({first_line}); "
@@ -108,7 +111,11 @@ class Tracker:
         for kind in ("step", "epoch"):
             run.define_metric(kind)
             run.define_metric(f"{kind}/*", step_metric=kind)
-        log.info("W&B: %s run %s (project %s)", mode, run.id, config.wandb_project)
+        if mode == "online":
+            log.info("W&B: %s", run.url)
+        else:  # the folder `wandb sync` uploads: wandb/offline-run-*
+            log.info("W&B: offline run %s in %s (upload it later: wandb sync %s)", run.id,
+                     Path(run.dir).parent, Path(run.dir).parent)
         return run
 
     def __call__(self, record: dict) -> None:
