@@ -68,7 +68,10 @@ def test_errors_name_the_flag_as_typed_and_the_file_key_as_written(tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text('{"batch_size": 0}')
     assert cli_error("--config", cfg) == "error: batch_size: must be >= 1, got 0"
-    assert cli_error("--config", cfg, "--epochs", "1", "--freeze-epochs", "2") == \
+    cfg.write_text('{"freeze_epochs": 2}')
+    assert cli_error("--config", cfg, "--epochs", "1") == \
+        "error: freeze_epochs (2) is larger than --epochs (1)"
+    assert cli_error("--epochs", "1", "--freeze-epochs", "2") == \
         "error: --freeze-epochs (2) is larger than --epochs (1)"
     assert "argument --precision: invalid choice: 'fp8'" in cli_error("--precision", "fp8")
 

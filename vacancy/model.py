@@ -31,7 +31,9 @@ def resolve_model(name: str) -> str:
     if looks_like_path and not Path(name).expanduser().is_dir():
         raise ModelError(f"--model {name}: no such directory")
     if not looks_like_path and not Path(name).is_dir() and not hub_reachable():
-        _go_offline()  # a model in the local Hub cache still loads; anything else fails at once
+        _go_offline()  # a model in the local Hub cache still loads; anything else fails now
+        if not _in_hub_cache(name):
+            raise _load_error(name, name, OSError("not in the local Hub cache"))
     return str(Path(name).expanduser()) if looks_like_path else name
 
 
@@ -48,6 +50,14 @@ def hub_reachable() -> bool:
     except Exception:  # whatever the HTTP client raises: no DNS, refused, timed out, TLS...
         return False
     return True
+
+
+def _in_hub_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
 
 
 _hub_offline_by_us = False
