@@ -86,6 +86,10 @@ class Tracker:
             self.wandb_run = self._start_wandb(mode, engine)
 
     def _start_wandb(self, mode: str, engine: str):
+        # No banners, run-history block nor artifact chatter on the terminal (WANDB_SILENT=false
+        # brings them back): the line logged below says where the run is, and W&B's own log
+        # stays in its folder under wandb/. Read when wandb sets itself up, so set it first.
+        os.environ.setdefault("WANDB_SILENT", "true")
         import wandb  # here only: `--wandb off` must not import it at all
 
         # A resumed or restarted training run goes on in the same W&B run.
@@ -99,10 +103,7 @@ class Tracker:
                 group=config.wandb_group or None,
                 name=config.run_name or self.run_dir.resolve().name, tags=run_tags(config, engine),
                 config={**config.to_dict(), "world_size": dist.world_size(),
-                        "global_batch": config.global_batch(dist.world_size())},
-                # no banners nor run-history block on the terminal: the line below says where
-                # the run is; W&B's own log stays in its folder under wandb/
-                settings=wandb.Settings(silent=True))
+                        "global_batch": config.global_batch(dist.world_size())})
         except wandb.Error as e:  # no network, a bad key, an unknown entity...
             first_line = (str(e).strip() or type(e).__name__).splitlines()[0]
             raise ConfigError(f"--wandb {mode}: W&B could not start a run ({first_line}); "
