@@ -54,18 +54,20 @@ def prepare_run_dir(config: TrainConfig) -> bool:
     return config.resume or restarted
 
 
-def preflight(config: TrainConfig) -> None:
+def preflight(config: TrainConfig, device) -> None:
     """The input errors that can be found before any data or model loads, so that they come in
-    a second, as one line, and leave no run directory behind."""
+    seconds, as one line, and leave no run directory behind."""
+    from vacancy import dist
     from vacancy.console import import_deepspeed
+    from vacancy.deepspeed_engine import resolve_ds_config
     from vacancy.model import resolve_model
 
     if config.deepspeed:
         if not import_deepspeed():
             raise ConfigError("--deepspeed needs DeepSpeed, which is not installed: pip install "
                               "deepspeed (or bash scripts/setup.sh --dev)")
-        if not Path(config.deepspeed).is_file():
-            raise ConfigError(f"--deepspeed {config.deepspeed}: no such file")
+        # the file itself, and its conflicts with the flags
+        resolve_ds_config(config.deepspeed, config, dist.world_size(), device)
     resolve_model(config.model)  # the minilm package, a local directory, or a reachable Hub
 
 
@@ -97,7 +99,7 @@ def train(config: TrainConfig) -> int:
     device = dist.setup()
     console.setup_logging(dist.is_main())
     try:
-        preflight(config)
+        preflight(config, device)
         resume = prepare_run_dir(config)
         console.log_libraries_to(Path(config.output_dir) if dist.is_main() else None)
         metrics = run(config, device, resume)

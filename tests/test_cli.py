@@ -41,6 +41,14 @@ def test_deepspeed_missing_is_one_line_naming_the_install_command(tmp_path, smal
     assert not (tmp_path / "run").exists()  # found before any model loads or file is written
 
 
+def test_deepspeed_config_conflicts_come_before_any_model_loads(tmp_path, small_csv):
+    line = cli_error("--data", small_csv, "--output-dir", tmp_path / "run", "--deepspeed",
+                     "ds_config_cpu.json", "--batch-size", "8", "--precision", "fp16")
+    assert line == ("error: --deepspeed ds_config_cpu.json: fp16 needs a GPU; on CPU pass "
+                    "--precision bf16 or fp32 (or use ds_config_cpu.json)")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("typo, flag", [("--epoch", "--epochs"), ("--batch", "--batch-size")])
 def test_abbreviated_flags_are_errors(tmp_path, typo, flag):
     line = cli_error(typo, "2", "--output-dir", tmp_path / "run")
