@@ -114,6 +114,7 @@ def train(config: TrainConfig) -> int:
             print(f"error: {e}", file=sys.stderr)
         return 2 if not isinstance(e, TrainingError) else 1
     finally:
+        console.close_log_file()
         dist.teardown()
 
 

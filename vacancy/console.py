@@ -76,3 +76,11 @@ def log_libraries_to(run_dir: Path | None) -> None:
         file.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
                                      "%Y-%m-%d %H:%M:%S"))
         logging.getLogger().addHandler(file)
+
+
+def close_log_file() -> None:
+    """Close train.log (a run called in-process, as the tests do, leaves no handler behind)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(handler)
+        handler.close()

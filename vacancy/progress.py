@@ -2,8 +2,9 @@
 
 In a log file (`> log`, sbatch, nohup) a redrawn bar never shows anything but its first frame,
 so there a line is written every `EVERY_PERCENT` of the epoch or `EVERY_S` seconds, whichever
-comes first (but not within `MIN_GAP_S` of the previous one, nor at the very end). The loss shown is the mean over the micro batches since the last line or redraw; it
-is summed on the device and read (a host sync) only when it is shown.
+comes first, but not within `MIN_GAP_S` of the previous one nor at the last batch (the epoch's
+own line follows). The loss shown is the mean over the micro batches since the last line or
+redraw; it is summed on the device and read (a host sync) only when it is shown.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ REDRAW_S = 0.5  # the bar's loss is read at most this often
 
 
 class Progress:
+    """One epoch's progress, shown by rank 0 (`enabled`); `interactive`: stderr is a terminal."""
+
     def __init__(self, desc: str, total: int, enabled: bool = True,
                  interactive: bool | None = None) -> None:
         self.desc, self.total, self.enabled = desc, total, enabled
@@ -49,8 +52,8 @@ class Progress:
                 self._since_shown()
             return
         step_percent = max(1, self.total * EVERY_PERCENT // 100)
-        if elapsed >= EVERY_S or (elapsed >= MIN_GAP_S and self.done < self.total and
-                                  self.done // step_percent > self.last_done // step_percent):
+        crossed = self.done // step_percent > self.last_done // step_percent
+        if self.done < self.total and (elapsed >= EVERY_S or (elapsed >= MIN_GAP_S and crossed)):
             log.info("%s: batch %d/%d (%d%%), step %d, loss %.4f, %.1f samples/s", self.desc,
                      self.done, self.total, 100 * self.done // self.total, step,
                      self._mean_loss(), self.samples / max(elapsed, 1e-9))
