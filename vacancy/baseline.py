@@ -70,7 +70,7 @@ def run_baseline(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True, help="CSV with `title` and `area` columns")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--thresholds", type=float, default=None, metavar="FLOAT",

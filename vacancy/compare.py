@@ -641,7 +641,7 @@ def log_to_wandb(c: Comparison, report_text: str, chart: Path | None, args) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished output directories")
     parser.add_argument("--out", help="write the Markdown report here (default: print it)")
     parser.add_argument("--chart", help="PNG of the main metrics (default with --out: beside it)")
