@@ -10,39 +10,42 @@ Slurm:                          sbatch slurm/train.sh [flags]
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import sys
 from pathlib import Path
 
-from torch.distributed.elastic.multiprocessing.errors import record
-
-from vacancy import checkpoint, dist
-from vacancy.checkpoint import CheckpointError
+# Standard library only until the flags are parsed: `--help` and a bad flag answer at once,
+# before torch and transformers take seconds to import.
 from vacancy.config import ConfigError, TrainConfig, parse_config
-from vacancy.data import DataError
-from vacancy.model import ModelError
-from vacancy.run import run
-from vacancy.trainer import TrainingError
 
 log = logging.getLogger("vacancy")
 
 
 def prepare_run_dir(config: TrainConfig) -> bool:
     """Check `--output-dir` and return whether to resume. A torchrun restart or a Slurm requeue
-    resumes by itself; a directory holding another run needs --resume or --overwrite."""
+    resumes by itself; a directory holding another run needs --resume or --overwrite. A run that
+    ended before its first epoch (a bad flag, a missing package...) trained nothing, so the same
+    command simply starts it over."""
+    from vacancy import checkpoint, dist
+    from vacancy.deepspeed_engine import CKPT_DIR
+
     run_dir = Path(config.output_dir)
     restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0 or \
         int(os.environ.get("SLURM_RESTART_COUNT", 0)) > 0
-    has_run = (run_dir / "config.json").exists()
+    started = (run_dir / "config.json").exists()
+    trained = started and any((run_dir / name).exists() for name in (
+        checkpoint.LAST, checkpoint.BEST, checkpoint.LAST + ".old", CKPT_DIR, "metrics.json"))
     dist.barrier()  # every rank looks before rank 0 writes config.json below
-    if has_run and not (config.resume or config.overwrite or restarted):
+    if trained and not (config.resume or config.overwrite or restarted):
         raise ConfigError(f"--output-dir {run_dir} holds another run: pass --resume to continue it "
                           "or --overwrite to replace it")
     if dist.is_main():
-        if has_run and config.overwrite and not restarted:
+        if started and not restarted and (config.overwrite or not trained):
+            if not trained:
+                log.info("%s: the run there ended before its first epoch; starting it over",
+                         run_dir)
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.recover(run_dir)
@@ -51,27 +54,67 @@ def prepare_run_dir(config: TrainConfig) -> bool:
     return config.resume or restarted
 
 
-@record  # torchrun then shows the failing rank's traceback
+def preflight(config: TrainConfig, device) -> None:
+    """The input errors that can be found before any data or model loads, so that they come in
+    seconds, as one line, and leave no run directory behind."""
+    from vacancy import dist
+    from vacancy.console import import_deepspeed
+    from vacancy.deepspeed_engine import resolve_ds_config
+    from vacancy.model import resolve_model
+
+    if config.deepspeed:
+        if not import_deepspeed():
+            raise ConfigError("--deepspeed needs DeepSpeed, which is not installed: pip install "
+                              "deepspeed (or bash scripts/setup.sh --dev)")
+        # the file itself, and its conflicts with the flags
+        resolve_ds_config(config.deepspeed, config, dist.world_size(), device)
+    resolve_model(config.model)  # the minilm package, a local directory, or a reachable Hub
+
+
+def print_error(error: Exception) -> None:
+    """One line on stderr, from rank 0 only (the environment says which rank this is even
+    before the process group exists)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"error: {error}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_config(argv)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 2
+    from torch.distributed.elastic.multiprocessing.errors import record
+    return record(train)(config)  # torchrun then shows the failing rank's traceback
+
+
+def train(config: TrainConfig) -> int:
+    from vacancy import console, dist
+    from vacancy.checkpoint import CheckpointError
+    from vacancy.data import DataError
+    from vacancy.model import ModelError
+    from vacancy.run import run
+    from vacancy.trainer import TrainingError
+
     device = dist.setup()
-    logging.basicConfig(level=logging.INFO if dist.is_main() else logging.ERROR,
-                        format="%(message)s", stream=sys.stdout)
+    console.setup_logging(dist.is_main())
     try:
+        preflight(config, device)
         resume = prepare_run_dir(config)
+        console.log_libraries_to(Path(config.output_dir) if dist.is_main() else None)
         metrics = run(config, device, resume)
-        if dist.is_main():
-            print(json.dumps({k: metrics[k] for k in ("micro_f1", "macro_f1", "samples_f1")}))
+        run_dir = Path(config.output_dir)
+        log.info("run directory: %s (metrics.json, report.txt, test_predictions.csv, plots, "
+                 "%s)", run_dir, console.LOG_FILE)
+        log.info("best model: %s (epoch %d): python -m vacancy.predict --model %s \"TITLE\"",
+                 run_dir / "best", metrics["best_epoch"], run_dir / "best")
         return 0
     except (ConfigError, DataError, ModelError, CheckpointError, TrainingError) as e:
         if dist.is_main() or isinstance(e, TrainingError):
             print(f"error: {e}", file=sys.stderr)
         return 2 if not isinstance(e, TrainingError) else 1
     finally:
+        console.close_log_file()
         dist.teardown()
 
 

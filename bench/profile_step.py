@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     import transformers
     from vacancy.config import TrainConfig
     from vacancy.data import PadCollator, TitleDataset, load_splits, tokenize
-    from vacancy.engine import make_engine
+    from vacancy.engines import make_engine
     from vacancy.model import load_model, load_tokenizer
     from vacancy.trainer import make_loader
     transformers.utils.logging.set_verbosity_error()

@@ -118,7 +118,7 @@ def val_micro_f1(logits: np.ndarray, targets: np.ndarray) -> float:
 def run_ours(args, data, device, cache: bool = True, flip_grouping: bool = False) -> dict:
     from vacancy.config import TrainConfig
     from vacancy.data import PadCollator, TitleDataset, tokenize
-    from vacancy.engine import make_engine
+    from vacancy.engines import make_engine
     from vacancy.model import init_head_bias, load_model, load_tokenizer
     from vacancy.trainer import Trainer, make_loader, phase_steps, steps_per_epoch
     frozen_only = not cache  # the uncached run is only there for the frozen epochs

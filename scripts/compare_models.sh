@@ -5,7 +5,10 @@
 #   bash scripts/compare_models.sh data/vacancies.csv runs/study models/roberta-base
 # Environment: EPOCHS (4) and FREEZE_EPOCHS (1) of the frozen-then-unfrozen runs (frozen-only runs
 # train EPOCHS frozen epochs); NPROC (1) processes per run (>1: torchrun); MODELS ("minilm") the
-# models always included; TRAIN_FLAGS extra train_ddp.py flags, e.g. "--batch-size 64".
+# models always included; TRAIN_FLAGS extra train_ddp.py flags, e.g. "--batch-size 64"; SEEDS
+# (unset: one run per model with train_ddp.py's default seed, in OUTDIR/MODEL-VARIANT) a list such
+# as "1 2 3": one run per seed, in OUTDIR/MODEL-VARIANT-seedN, which vacancy.compare groups and
+# reports as mean and spread. The baseline runs once: it has no random initialisation to vary.
 # A run whose metrics.json exists is kept, and an interrupted one resumes: rerunning the script
 # finishes the study instead of starting over.
 set -euo pipefail
@@ -33,12 +36,18 @@ fi
 for model in ${MODELS:-minilm} "$@"; do
     name=$(basename "$model")
     for variant in frozen unfrozen; do
-        dir="$out/$name-$variant"
-        runs+=("$dir")
-        [ -f "$dir/metrics.json" ] && { echo "kept $dir (finished)"; continue; }
-        n_frozen=$([ "$variant" = frozen ] && echo "$epochs" || echo "$freeze")
-        "${launch[@]}" --data "$csv" --model "$model" --output-dir "$dir" --resume \
-            --epochs "$epochs" --freeze-epochs "$n_frozen" ${TRAIN_FLAGS:-}
+        for seed in ${SEEDS:-default}; do
+            if [ "$seed" = default ]; then
+                dir="$out/$name-$variant" seed_flag=()
+            else
+                dir="$out/$name-$variant-seed$seed" seed_flag=(--seed "$seed")
+            fi
+            runs+=("$dir")
+            [ -f "$dir/metrics.json" ] && { echo "kept $dir (finished)"; continue; }
+            n_frozen=$([ "$variant" = frozen ] && echo "$epochs" || echo "$freeze")
+            "${launch[@]}" --data "$csv" --model "$model" --output-dir "$dir" --resume \
+                --epochs "$epochs" --freeze-epochs "$n_frozen" "${seed_flag[@]}" ${TRAIN_FLAGS:-}
+        done
     done
 done
 python -m vacancy.compare "${runs[@]}" --out "$out/comparison.md"

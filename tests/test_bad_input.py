@@ -84,7 +84,7 @@ def test_cli_bad_data_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "-1"], "epochs: must be >= 1, got -1"),
-    (["--epochs", "2", "--freeze-epochs", "3"], "freeze_epochs (3) is larger than epochs (2)"),
+    (["--epochs", "2", "--freeze-epochs", "3"], "--freeze-epochs (3) is larger than --epochs (2)"),
     (["--model", "./models/nowhere"], "--model ./models/nowhere: no such directory"),
     (["--model", "bert-base-uncased"], "Hugging Face Hub is disabled (HF_HUB_OFFLINE=1)"),
 ])
@@ -104,7 +104,7 @@ def test_cli_config_file_wrong_type_and_unknown_key(tmp_path):
 
 
 def test_output_dir_of_another_run_is_refused(tmp_path, small_csv):
-    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last").mkdir(parents=True)  # it trained at least one epoch
     (tmp_path / "run" / "config.json").write_text("{}")
     line = cli_error("--data", small_csv, "--output-dir", tmp_path / "run")
     assert "holds another run: pass --resume to continue it or --overwrite" in line

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, python, run_env
+from test_bootstrap import recomputed_interval
+from test_wandb import items, read_wandb_records, wandb_env
 from vacancy.baseline import main as baseline_main
 from vacancy.compare import _duration, main as compare_main
 from vacancy.metrics import evaluate
@@ -120,10 +122,20 @@ def test_compare_report_rows_chart_and_conclusion(baselines, ddp_run, tmp_path):
         named = set(re.findall(r"`([^`]+)`", line))
         assert named == {n for n, s in scores.items() if s == max(scores.values())}
         assert f"({max(scores.values()):.4f})" in line
+    # Against the baseline: the margin, its interval (recomputed independently) and a verdict
+    # that calls a win only when the interval excludes 0.
     base = read_metrics(baselines / "tuned")["micro_f1"]
     margin = f"{trainer['micro_f1'] - base:+.4f}"
-    assert re.search(rf"`{ddp_run.name}` (beats|does not beat) it on micro-F1 "
-                     rf"\({re.escape(margin)};", text)
+    claim = re.search(rf"`{ddp_run.name}`: (wins|loses|no measurable difference) on micro-F1 "
+                      rf"\({re.escape(margin)} \[([-+.\d]+), ([-+.\d]+)\]\)", text)
+    assert claim, text
+    low, high = float(claim[2]), float(claim[3])
+    assert claim[1] == ("wins" if low > 0 else "loses" if high < 0 else "no measurable difference")
+    reported, expected = recomputed_interval(text, ddp_run.name, "tuned", [ddp_run],
+                                             [baselines / "tuned"])
+    assert (low, high) == reported and reported == pytest.approx(expected, abs=1e-4)
+    assert "### Label pairs most often confused" in text
+    assert "### Titles every run gets wrong" in text
 
 
 def test_compare_rejects_a_directory_without_metrics(baselines, tmp_path, capsys):
@@ -140,24 +152,33 @@ def test_compare_models_script_runs_the_study(tmp_path, small_csv, tiny_model):
     frozen-then-unfrozen, the report; a second call keeps the finished runs."""
     import subprocess
     out = tmp_path / "study"
-    env = run_env(MODELS=str(tiny_model), EPOCHS="2", FREEZE_EPOCHS="1",
+    env = run_env(MODELS=str(tiny_model), EPOCHS="2", FREEZE_EPOCHS="1", SEEDS="1 2",
                   TRAIN_FLAGS="--batch-size 32 --lr 3e-4")
     # run from tmp_path with relative paths: the script must not change directory
     cmd = ["bash", str(ROOT / "scripts" / "compare_models.sh"), str(small_csv), "study"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=900)
+                          timeout=1800)  # 5 runs: minutes, more on a busy machine
     assert proc.returncode == 0, proc.stderr[-3000:]
     name = tiny_model.name
-    frozen, unfrozen = read_metrics(out / f"{name}-frozen"), read_metrics(out / f"{name}-unfrozen")
-    assert [e["phase"] for e in frozen["epochs"]] == ["frozen", "frozen"]
-    assert [e["phase"] for e in unfrozen["epochs"]] == ["frozen", "unfrozen"]
-    rows = table_rows((out / "comparison.md").read_text(), "| run |")
-    assert [r[0] for r in rows] == ["baseline", f"{name}-frozen", f"{name}-unfrozen"]
+    for seed in (1, 2):  # one directory per seed, trained with that seed
+        frozen = read_metrics(out / f"{name}-frozen-seed{seed}")
+        unfrozen = read_metrics(out / f"{name}-unfrozen-seed{seed}")
+        assert [e["phase"] for e in frozen["epochs"]] == ["frozen", "frozen"]
+        assert [e["phase"] for e in unfrozen["epochs"]] == ["frozen", "unfrozen"]
+        config = json.loads((out / f"{name}-unfrozen-seed{seed}" / "config.json").read_text())
+        assert config["seed"] == seed
+    text = (out / "comparison.md").read_text()
+    rows = table_rows(text, "| run |")
+    assert [r[0] for r in rows] == ["baseline", *(f"{name}-{v}-seed{s}" for v in
+                                                  ("frozen", "unfrozen") for s in (1, 2))]
+    groups = table_rows(text, "| model (runs) |")
+    assert [(r[0], r[1]) for r in groups] == [("baseline", "1"), (f"{name}-frozen", "2"),
+                                              (f"{name}-unfrozen", "2")]
     assert (out / "comparison.png").exists()
     before = {p: os.stat(p).st_mtime_ns for p in out.glob("*/metrics.json")}
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=300)
-    assert again.returncode == 0 and again.stdout.count("(finished)") == 2
+    assert again.returncode == 0 and again.stdout.count("(finished)") == 4
     assert {p: os.stat(p).st_mtime_ns for p in out.glob("*/metrics.json")} == before
 
 
@@ -176,3 +197,82 @@ def test_compare_flags_the_train_time_of_a_resumed_run(ddp_run, tmp_path, capsys
     assert row["resumed"][-2].endswith("(†)") and not row[ddp_run.name][-2].endswith("(†)")
     assert "`resumed` was resumed" in text
     assert f"its epochs took {_duration(epoch_seconds)} in all" in text
+
+
+def copy_run(src, dst, seed=None, **metrics):
+    """A copy of a finished run's result files, with another seed and metrics."""
+    import shutil
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("best", "last", "wandb"))
+    if seed is not None:
+        config = json.loads((dst / "config.json").read_text())
+        (dst / "config.json").write_text(json.dumps({**config, "seed": seed,
+                                                     "output_dir": str(dst)}))
+    (dst / "metrics.json").write_text(json.dumps({**read_metrics(src), **metrics}))
+    return dst
+
+
+def test_compare_groups_seeds_and_reports_mean_and_spread(ddp_run, baselines, tmp_path, capsys):
+    seeds = [copy_run(ddp_run, tmp_path / f"tiny-seed{i}", seed=i, micro_f1=f1)
+             for i, f1 in ((1, 0.61), (2, 0.65), (3, 0.66))]
+    other = copy_run(ddp_run, tmp_path / "tiny-lr", seed=1)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "lr": 1.0}))  # another recipe
+    assert compare_main([str(baselines / "tuned"), *map(str, seeds), str(other)]) == 0
+    text = capsys.readouterr().out
+    rows = {r[0]: r for r in table_rows(text, "| model (runs) |")}
+    assert list(rows) == ["tuned", "tiny", "tiny-lr"] and rows["tiny"][1] == "3"
+    v = np.array([0.61, 0.65, 0.66])
+    assert rows["tiny"][2] == f"{v.mean():.4f} ± {v.std(ddof=1):.4f} (0.6100-0.6600)"
+    assert rows["tiny-lr"][1] == "1"
+    means = {"tuned": read_metrics(baselines / "tuned")["micro_f1"], "`tiny` (3 seeds)": v.mean(),
+             "tiny-lr": read_metrics(ddp_run)["micro_f1"]}
+    best = max(means, key=means.get)
+    assert f"- Best test micro-F1{' (mean)' if 'seeds' in best else ''}: " \
+        f"{best if 'seeds' in best else f'`{best}`'} ({means[best]:.4f})." in text
+    assert "`tiny` (3 seeds): " in text
+
+
+def test_compare_leaves_out_runs_on_other_test_titles(baselines, tmp_path, capsys):
+    moved = copy_run(baselines / "strict", tmp_path / "shuffled")
+    table = pd.read_csv(moved / "test_predictions.csv", keep_default_na=False)
+    table.iloc[::-1].to_csv(moved / "test_predictions.csv", index=False)
+    (tmp_path / "old").mkdir()  # a run from before test_predictions.csv: rows, no intervals
+    (tmp_path / "old" / "metrics.json").write_text((baselines / "strict" / "metrics.json")
+                                                   .read_text())
+    config = json.loads((baselines / "strict" / "config.json").read_text())
+    (tmp_path / "old" / "config.json").write_text(json.dumps({**config, "C": 1.0}))  # not a seed
+    assert compare_main([str(baselines / "tuned"), str(moved), str(tmp_path / "old")]) == 0
+    text = capsys.readouterr().out
+    assert "`shuffled`: `shuffled` was tested on other titles or labels than `tuned`" in text
+    assert f"`old`: no intervals or error analysis ({tmp_path / 'old' / 'test_predictions.csv'}" \
+        in text
+    assert re.search(r"`old`: [-+.\d]+ on micro-F1 \(no interval, so no verdict\)", text)
+
+
+def test_compare_logs_one_offline_wandb_run(baselines, tmp_path):
+    out = tmp_path / "cmp" / "comparison.md"
+    python("-m", "vacancy.compare", baselines / "tuned", baselines / "strict", "--out", out,
+           "--wandb",
+           "--wandb-group", "study", WANDB_MODE="offline", **wandb_env(tmp_path))
+    [path] = (tmp_path / "cmp" / "wandb").rglob("*.wandb")
+    records = {}
+    for r in read_wandb_records(path):
+        records.setdefault(r.WhichOneof("record_type"), []).append(r)
+    [run] = [r.run for r in records["run"]]
+    assert (run.run_group, run.display_name, run.job_type) == ("study", "comparison", "comparison")
+    [flat] = [items(r.history.item) for r in records["history"]]
+    row = {}  # {"comparison/runs": {"_type": ..., "path": ...}, ...}
+    for key, value in flat.items():
+        if isinstance(key, tuple):
+            row.setdefault(key[0], {})[key[1]] = value
+    assert row["comparison/chart"]["_type"] == "image-file"
+    table = row["comparison/runs"]
+    assert table["_type"] == "table-file" and table["nrows"] == 2
+    logged = json.loads((path.parent / "files" / table["path"]).read_text())
+    micro = logged["columns"].index("micro_f1")
+    assert [r[micro] for r in logged["data"]] == \
+        [read_metrics(baselines / name)["micro_f1"] for name in ("tuned", "strict")]
+    diffs = json.loads((path.parent / "files" / row["comparison/differences"]["path"]).read_text())
+    text = out.read_text()
+    for name, ref, metric, value, low, high, verdict in diffs["data"]:
+        assert f"{value:+.4f} [{low:+.4f}, {high:+.4f}] ({verdict})" in text

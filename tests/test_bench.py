@@ -52,3 +52,13 @@ def test_profile_step(tiny_model):
     phases = [r[0] for r in table_rows(out)[1:]]
     assert phases == ["batch", "forward", "loss + backward", "step", "total"]
     assert "aten::" in out  # the profiler's operator table
+
+
+def test_compare_speed():
+    out = python("bench/compare_speed.py", "--runs", 4, "--titles", 300, "--labels", 5,
+                 "--resamples", 200, "--repeats", 1).stdout
+    rows = table_rows(out)[1:]
+    assert [r[0] for r in rows] == ["read runs", "groups + bootstrap",
+                                    "report (error analysis included)", "chart",
+                                    "python -m vacancy.compare (all of it)"]
+    assert all(re.fullmatch(NUMBER, r[1]) and re.fullmatch(NUMBER, r[2]) for r in rows)

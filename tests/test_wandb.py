@@ -185,3 +185,42 @@ def test_auto_mode_follows_wandb_mode_then_credentials(tmp_path):
     assert resolve_wandb_mode("offline", {**none, "WANDB_MODE": "online"}) == "offline"
     with pytest.raises(ConfigError, match="WANDB_MODE='cloud'"):
         resolve_wandb_mode("auto", {"WANDB_MODE": "cloud"})
+
+
+def test_rank_0_alone_speaks_in_our_own_words(wandb_run):
+    """A real 2-process run with W&B offline: library reports, W&B banners and the run-history
+    block go to files of the run; the terminal gets each of our lines once."""
+    out, proc = wandb_run
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    for noise in ("LOAD REPORT", "MISSING", "\x1b[", "wandb:", "Run history", "[WARNING]",
+                  "Traceback", '{"micro_f1"'):
+        assert not [line for line in lines if noise in line], noise
+    assert sum(line.startswith("global batch:") for line in lines) == 1  # not once per rank
+    [wandb_line] = [line for line in lines if line.startswith("W&B:")]
+    assert f"wandb sync {out / 'wandb' / 'offline-run-'}" in wandb_line
+    warnings = [line for line in lines if "repeat an earlier title" in line]
+    assert warnings and all(line.startswith("warning: ") for line in warnings)
+    assert lines[-2].startswith(f"run directory: {out} ")
+    assert lines[-1].startswith(f"best model: {out / 'best'} (epoch ")
+    log = (out / "train.log").read_text()
+    assert "LOAD REPORT" in log and "global batch:" in log and "\x1b[" not in log
+
+
+def test_per_label_plots_keep_text_in_the_frame_and_the_legend_off_the_bars():
+    from vacancy.plots import plot_per_label_f1, plot_precision_recall
+    per_label = {f"label_{i}": {"f1": f, "precision": f, "recall": f, "support": 1000 + i,
+                                "threshold": 0.35} for i, f in enumerate([0.0, 0.3, 0.72, 1.0])}
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = plot_per_label_f1(per_label)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    [ax] = fig.axes
+    frame = ax.get_window_extent(renderer)
+    for text in ax.texts:  # the value labels, 1.00 included
+        box = text.get_window_extent(renderer)
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1, text.get_text()
+    fig = plot_precision_recall(per_label)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    [ax], [legend] = fig.axes, fig.legends
+    assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))

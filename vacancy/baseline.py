@@ -19,7 +19,7 @@ from .config import ConfigError, threshold_policy
 from .data import DataError, load_splits
 from .ensemble import build_classifier
 from .metrics import bce_with_logits, choose_thresholds, evaluate, sigmoid
-from .run import summary, write_json, write_results
+from .results import summary, write_json, write_results
 
 log = logging.getLogger("vacancy")
 MODEL_NAME = "tfidf-logreg"
@@ -58,7 +58,7 @@ def run_baseline(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True, help="CSV with `title` and `area` columns")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--thresholds", default="shrunk",

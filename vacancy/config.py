@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import InitVar, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +104,13 @@ class TrainConfig:
         "help": "Name of the W&B run; empty: the name of --output-dir."})
     wandb_log_model: bool = field(default=False, metadata={
         "help": "Upload best/ to W&B as a model artifact at the end."})
+    # the settings given as command-line flags (not a field): errors name them as typed, e.g.
+    # `--batch-size`, and the others as the --config file's keys
+    typed: InitVar[tuple[str, ...]] = ()
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, typed: tuple[str, ...] = ()) -> None:
+        self._typed = frozenset(typed)
+        name = self._name
         for f in fields(self):
             value = getattr(self, f.name)
             kind = {"int": int, "float": float, "str": str, "bool": bool}[f.type]
@@ -113,24 +118,25 @@ class TrainConfig:
                 value = float(value)
                 setattr(self, f.name, value)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ConfigError(f"{f.name}: expected {f.type}, got {value!r}")
+                raise ConfigError(f"{name(f.name)}: expected {f.type}, got {value!r}")
             choices = f.metadata.get("choices")
             if choices and value not in choices:
-                raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
-        for name in ("epochs", "batch_size", "grad_accum", "max_length"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("freeze_epochs", "num_workers", "weight_decay", "max_grad_norm",
-                     "patience"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name(f.name)}: {value!r} is not one of {', '.join(choices)}")
+        for key in ("epochs", "batch_size", "grad_accum", "max_length"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{name(key)}: must be >= 1, got {getattr(self, key)}")
+        for key in ("freeze_epochs", "num_workers", "weight_decay", "max_grad_norm", "patience"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{name(key)}: must be >= 0, got {getattr(self, key)}")
         if self.freeze_epochs > self.epochs:
-            raise ConfigError(f"freeze_epochs ({self.freeze_epochs}) is larger than epochs "
-                              f"({self.epochs})")
-        if self.lr <= 0 or self.head_lr <= 0:
-            raise ConfigError("lr and head_lr must be > 0")
+            raise ConfigError(f"{name('freeze_epochs')} ({self.freeze_epochs}) is larger than "
+                              f"{name('epochs')} ({self.epochs})")
+        for key in ("lr", "head_lr"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{name(key)}: must be > 0, got {getattr(self, key)}")
         if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+            raise ConfigError(f"{name('warmup_ratio')}: must be in [0, 1), got "
+                              f"{self.warmup_ratio}")
         if self.deepspeed and self.unfreeze == "gradual":
             raise ConfigError("--unfreeze gradual is not supported with --deepspeed (ZeRO fixes "
                               "its trainable parameters when the engine is built)")
@@ -138,9 +144,17 @@ class TrainConfig:
             raise ConfigError("--resume and --overwrite contradict each other: pick one")
         self.threshold_policy  # validates the thresholds field
 
+    def _name(self, key: str) -> str:
+        """A setting as the user gave it: `--batch-size` if typed as a flag, else `batch_size`
+        (a --config file's key)."""
+        return _flag(key) if key in getattr(self, "_typed", ()) else key
+
     @property
     def threshold_policy(self) -> str:
-        return threshold_policy(self.thresholds)
+        try:
+            return threshold_policy(self.thresholds)
+        except ConfigError as e:  # named as the user gave it
+            raise ConfigError(f"{self._name('thresholds')}{str(e).removeprefix('thresholds')}")
 
     def global_batch(self, world_size: int) -> int:
         return self.batch_size * self.grad_accum * world_size
@@ -173,23 +187,36 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError instead of printing usage and exiting, so that a bad flag
+    is one line like every other input error (and printed by rank 0 alone under torchrun)."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (python train_ddp.py --help lists the flags)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         description="Fine-tune a BERT-like encoder to tag vacancy titles with their areas "
                     "(multi-label).",
+        allow_abbrev=False,  # `--epoch 2` is an unknown flag, not --epochs
         argument_default=argparse.SUPPRESS)  # only flags the user typed override the file
-    parser.add_argument("--config", help="JSON file of settings (keys as in config.json).")
+    parser.add_argument("--config", metavar="FILE",
+                        help="JSON file of settings (keys as in config.json).")
     # the `deepspeed` launcher passes --local_rank; the rank comes from the environment anyway
     parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     for f in fields(TrainConfig):
-        help_text = f"{f.metadata['help']} (default: {f.default})"
+        help_text = f.metadata["help"]
+        if f.default not in ("", False):  # empty and off defaults go without saying
+            help_text += f" (default: {f.default})"
         if f.type == "bool":  # --no-X turns off what is on by default
             parser.add_argument(_flag(f.name), help=help_text, action=argparse.BooleanOptionalAction
                                 if f.default else "store_true")
             continue
         kind = {"int": int, "float": float, "str": str}[f.type]
-        parser.add_argument(_flag(f.name), type=kind, choices=f.metadata.get("choices"),
-                            help=help_text, metavar=f.name.upper())
+        choices = f.metadata.get("choices")
+        parser.add_argument(_flag(f.name), type=kind, choices=choices, help=help_text,
+                            metavar=None if choices else f.name.upper())  # lists the choices
     return parser
 
 
@@ -212,9 +239,9 @@ def load_config_file(path: str) -> dict[str, Any]:
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """Defaults < --config file < flags. argparse exits with status 2 on an unknown flag."""
+    """Defaults < --config file < flags; a bad flag, file or value raises ConfigError."""
     args = vars(build_parser().parse_args(argv))
     args.pop("local_rank", None)
     values = load_config_file(args.pop("config")) if "config" in args else {}
     values.update(args)
-    return TrainConfig(**values)
+    return TrainConfig(**values, typed=tuple(args))

@@ -177,10 +177,3 @@ class DDPEngine(Scorer):
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         return state["run"]
-
-
-def make_engine(model, config, device: torch.device, phase_steps: list[int]):
-    if config.deepspeed:
-        from .deepspeed_engine import DeepSpeedEngine
-        return DeepSpeedEngine(model, config, device, phase_steps)
-    return DDPEngine(model, config, device, phase_steps)

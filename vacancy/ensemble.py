@@ -20,6 +20,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from .metrics import choose_thresholds, f1_counts, macro_f1_at, micro_f1_at, predict_labels
+from .results import write_json
 
 log = logging.getLogger("vacancy")
 TFIDF_DIR = "tfidf"
@@ -148,7 +149,6 @@ class Decision:
 
     def save(self, best: Path, labels: list[str]) -> None:
         """thresholds.json, decision.json and (with a TF-IDF part) tfidf/, beside the weights."""
-        from .run import write_json
         if self.tfidf is not None:
             tmp = best / (TFIDF_DIR + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)

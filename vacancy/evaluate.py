@@ -27,7 +27,7 @@ def evaluate_checkpoint(model_dir, data: str, part: str = "test", split_seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", required=True, help="a saved best/ directory")
     parser.add_argument("--data", required=True)
     parser.add_argument("--part", choices=("train", "val", "test"), default="test")

@@ -1,6 +1,7 @@
 """Building the classifier, splitting it into encoder and head, and the freezing schedule."""
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -8,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+
+HUB_PROBE_TIMEOUT_S = 3
 
 
 class ModelError(ValueError):
@@ -26,7 +30,47 @@ def resolve_model(name: str) -> str:
     looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
     if looks_like_path and not Path(name).expanduser().is_dir():
         raise ModelError(f"--model {name}: no such directory")
+    if not looks_like_path and not Path(name).is_dir() and not hub_reachable():
+        _go_offline()  # a model in the local Hub cache still loads; anything else fails now
+        if not _in_hub_cache(name):
+            raise _load_error(name, name, OSError("not in the local Hub cache"))
     return str(Path(name).expanduser()) if looks_like_path else name
+
+
+@functools.cache
+def hub_reachable() -> bool:
+    """Whether the Hugging Face Hub answers one request within a few seconds (HF_ENDPOINT and
+    proxies as huggingface_hub uses them). Without this look, an unreachable Hub costs about a
+    minute of huggingface_hub's `Retrying in 8s [Retry 5/5]` lines before the load fails."""
+    from huggingface_hub import constants, get_session
+    if constants.is_offline_mode():
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
+    except Exception:  # whatever the HTTP client raises: no DNS, refused, timed out, TLS...
+        return False
+    return True
+
+
+def _in_hub_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
+
+
+_hub_offline_by_us = False
+
+
+def _go_offline() -> None:
+    """huggingface_hub's offline mode for this process: local cache only, no retries."""
+    global _hub_offline_by_us
+    from huggingface_hub import constants
+    if not constants.is_offline_mode():
+        _hub_offline_by_us = True
+        constants.HF_HUB_OFFLINE = True  # read by huggingface_hub and transformers at each call
+        os.environ["HF_HUB_OFFLINE"] = "1"  # and by whatever reads the environment
 
 
 def load_tokenizer(name: str):
@@ -57,7 +101,7 @@ def load_model(name: str, labels: list[str], **overrides):
 def _load_error(name: str, path: str, error: Exception) -> ModelError:
     if Path(path).is_dir():
         return ModelError(f"--model {name}: cannot load this directory ({str(error).splitlines()[0]})")
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" and not _hub_offline_by_us
     return ModelError(
         f"--model {name}: not a local directory and the Hugging Face Hub "
         f"{'is disabled (HF_HUB_OFFLINE=1)' if offline else 'is unreachable'}; download it where "

@@ -45,9 +45,9 @@ def plot_loss(epochs: list[dict], best_epoch: int) -> Figure:
 
 
 def _label_axes(n_labels: int, title: str) -> tuple[Figure, object]:
-    fig = Figure(figsize=(7, 1.2 + 0.28 * n_labels), layout="constrained")
+    fig = Figure(figsize=(7, 1.5 + 0.28 * n_labels), layout="constrained")
     ax = fig.add_subplot()
-    ax.set(xlim=(0, 1.12), ylim=(-0.6, n_labels - 0.4), title=title)
+    ax.set(xlim=(0, 1), ylim=(-0.6, n_labels - 0.4), title=title)
     return fig, ax
 
 
@@ -57,8 +57,11 @@ def plot_per_label_f1(per_label: dict[str, dict]) -> Figure:
     f1 = [row["f1"] for row in per_label.values()]
     ax.barh(y, f1, color="C0")
     for i, row in enumerate(per_label.values()):
-        ax.text(row["f1"] + 0.01, i, f"{row['f1']:.2f}  n={row['support']}", va="center",
-                fontsize=8)
+        # inside the end of a long bar, after a short one: never over the frame
+        inside = row["f1"] > 0.7
+        ax.text(row["f1"] + (-0.01 if inside else 0.01), i, f"{row['f1']:.2f}  n={row['support']}",
+                va="center", ha="right" if inside else "left", fontsize=8,
+                color="white" if inside else "black")
     ax.set(yticks=y, yticklabels=list(per_label), xlabel="F1")
     return fig
 
@@ -72,5 +75,5 @@ def plot_precision_recall(per_label: dict[str, dict]) -> Figure:
             label="recall", color="C1")
     ax.set(yticks=y, xlabel="precision / recall",
            yticklabels=[f"{name} (t={row['threshold']:.2f})" for name, row in per_label.items()])
-    ax.legend(loc="lower right")
+    fig.legend(loc="outside lower center", ncols=2)  # below the axes: never over a bar
     return fig

@@ -69,7 +69,7 @@ def model_dir(path: str) -> Path:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("titles", nargs="*", help="titles to tag (or use --input)")
     parser.add_argument("--model", required=True, help="a run's best/ directory")
     parser.add_argument("--input", help="CSV with a `title` column (other columns are kept)")

@@ -6,19 +6,19 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 import transformers
 
 from . import checkpoint, dist
 from .config import TrainConfig
 from .data import PadCollator, TitleDataset, load_splits, tokenize
-from .engine import Scorer, make_engine
+from .engine import Scorer
+from .engines import make_engine
 from .ensemble import decide
-from .metrics import evaluate, predict_labels, sigmoid
+from .metrics import evaluate, sigmoid
 from .model import init_head_bias, load_model as load_classifier, load_tokenizer
 from .plots import write_plots
+from .results import summary, write_results
 from .tracking import Tracker
 from .trainer import Trainer, make_loader, phase_steps, predict_logits, steps_per_epoch
 
@@ -104,30 +104,3 @@ def rewind_history(path: Path, step: int, epoch: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     os.replace(tmp, path)
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def summary(metrics: dict) -> str:
-    return (f"test: micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
-            f"samples-F1 {metrics['samples_f1']:.4f}  subset accuracy "
-            f"{metrics['subset_accuracy']:.4f}  Hamming loss {metrics['hamming_loss']:.4f}")
-
-
-def write_results(run_dir: Path, metrics: dict, report: str, thresholds: np.ndarray,
-                  labels: list[str], test: pd.DataFrame, probs: np.ndarray,
-                  at_least_one: bool = False) -> None:
-    """metrics.json, report.txt and test_predictions.csv: the files of every run, transformer or
-    baseline (vacancy.baseline), that vacancy.compare reads."""
-    write_json(run_dir / "metrics.json", metrics)
-    (run_dir / "report.txt").write_text(report)
-    predicted = predict_labels(probs, thresholds, at_least_one).astype(bool)
-    table = pd.DataFrame({
-        "title": test["title"], "area": test["labels"].map(" ".join),
-        "predicted": [" ".join(np.array(labels)[row]) for row in predicted]})
-    table = pd.concat([table, pd.DataFrame(probs, columns=[f"p_{x}" for x in labels])], axis=1)
-    table.to_csv(run_dir / "test_predictions.csv", index=False, float_format="%.6f")

@@ -86,6 +86,10 @@ class Tracker:
             self.wandb_run = self._start_wandb(mode, engine)
 
     def _start_wandb(self, mode: str, engine: str):
+        # No banners, run-history block nor artifact chatter on the terminal (WANDB_SILENT=false
+        # brings them back): the line logged below says where the run is, and W&B's own log
+        # stays in its folder under wandb/. Read when wandb sets itself up, so set it first.
+        os.environ.setdefault("WANDB_SILENT", "true")
         import wandb  # here only: `--wandb off` must not import it at all
 
         # A resumed or restarted training run goes on in the same W&B run.
@@ -108,7 +112,11 @@ class Tracker:
         for kind in ("step", "epoch"):
             run.define_metric(kind)
             run.define_metric(f"{kind}/*", step_metric=kind)
-        log.info("W&B: %s run %s (project %s)", mode, run.id, config.wandb_project)
+        if mode == "online":
+            log.info("W&B: %s", run.url)
+        else:  # the folder `wandb sync` uploads: wandb/offline-run-*
+            log.info("W&B: offline run %s in %s (upload it later: wandb sync %s)", run.id,
+                     Path(run.dir).parent, Path(run.dir).parent)
         return run
 
     def __call__(self, record: dict) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +12,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
 
 from . import dist
 from .data import LengthGroupedSampler, LengthSortedSampler
 from .frozen_cache import CachedTitles, first_token_head, first_token_states
 from .metrics import bce_with_logits, macro_f1, micro_f1, sigmoid
 from .model import trainable_top_layers
+from .progress import Progress
 
 log = logging.getLogger("vacancy")
 MAX_BAD_STEPS = 20  # consecutive non-finite steps before the run gives up
@@ -191,10 +190,10 @@ class Trainer:
             state.stopped_early = patience_ran_out(config, state)
             self._save(improved)
             if dist.is_main():
-                tqdm.write(f"epoch {epoch + 1}/{config.epochs} {phase:8s} train_loss "
-                           f"{train_loss:.4f} val_loss {val_loss:.4f} val_micro_f1 "
-                           f"{record['val_micro_f1']:.4f} {seconds:.1f}s "
-                           f"{record['samples_per_s']:.1f} samples/s{' *best*' if improved else ''}")
+                log.info(f"epoch {epoch + 1}/{config.epochs} {phase:8s} train_loss "
+                         f"{train_loss:.4f} val_loss {val_loss:.4f} val_micro_f1 "
+                         f"{record['val_micro_f1']:.4f} {seconds:.1f}s "
+                         f"{record['samples_per_s']:.1f} samples/s{' *best*' if improved else ''}")
             self.on_log({"kind": "epoch", **record})
             if state.stopped_early and dist.is_main():
                 tqdm.write(f"early stop: val loss has not improved for {config.patience} "
@@ -210,13 +209,7 @@ class Trainer:
         n_batches = len(loader)
         # sum of per-sample losses, samples; on the engine's device, as NCCL needs
         loss_sum = torch.zeros(2, dtype=torch.float64, device=engine.device)
-        # In a log file (sbatch, nohup) a bar redrawn ten times a second is noise, and srun can
-        # interleave another node's output into its multi-byte block characters: there it is
-        # plain ASCII, redrawn every 30 s.
-        interactive = sys.stderr.isatty()
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}", leave=False, dynamic_ncols=True,
-                   disable=not dist.is_main(), ascii=not interactive,
-                   mininterval=0.1 if interactive else 30)
+        progress = Progress(f"epoch {epoch + 1}", n_batches, enabled=dist.is_main())
         seen, step_start = [0, 0], time.perf_counter()  # samples, non-pad tokens in this step
         for i, batch in enumerate(loader):
             seen = [seen[0] + len(batch["labels"]), seen[1] + n_tokens(batch)]
@@ -241,10 +234,8 @@ class Trainer:
                            tokens_per_s=seen[1] / (now - step_start))
                 seen, step_start = [0, 0], now
                 self._after_step(out, loss.item(), lrs)
-            bar.update()
-            if not bar.disable:  # loss.item() waits for the device: only where the bar shows
-                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        bar.close()
+            progress.update(n * dist.world_size(), loss, self.state.step)
+        progress.close()
         total = dist.all_reduce_sum(loss_sum)
         return float(total[0] / total[1]), int(total[1])
 
