@@ -196,8 +196,8 @@ class Trainer:
                          f"{record['samples_per_s']:.1f} samples/s{' *best*' if improved else ''}")
             self.on_log({"kind": "epoch", **record})
             if state.stopped_early and dist.is_main():
-                tqdm.write(f"early stop: val loss has not improved for {config.patience} "
-                           f"epoch(s); best/ holds epoch {state.best_epoch}")
+                log.info(f"early stop: val loss has not improved for {config.patience} "
+                         f"epoch(s); best/ holds epoch {state.best_epoch}")
         return state
 
     def _run_epoch(self, epoch: int, loader: DataLoader) -> tuple[float, int]:
