@@ -45,7 +45,8 @@ def test_global_batch_and_threshold_policy():
     cfg = TrainConfig(batch_size=16, grad_accum=4, thresholds="0.4")
     assert cfg.global_batch(world_size=2) == 128
     assert cfg.threshold_policy == "0.4"
-    assert TrainConfig().threshold_policy == "shrunk"
+    assert TrainConfig().threshold_policy == "0.5"
+    assert TrainConfig(thresholds="shrunk").threshold_policy == "shrunk"
     assert TrainConfig(thresholds="tuned").threshold_policy == "per-label"  # earlier runs' name
 
 

@@ -61,9 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True, help="CSV with `title` and `area` columns")
     parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--thresholds", default="shrunk",
-                        help="shrunk, global, per-label or a fixed number in (0, 1): picked on "
-                             "val as in training (train_ddp.py --help explains them)")
+    parser.add_argument("--thresholds", default="0.5",
+                        help="a fixed number in (0, 1), or shrunk, global or per-label: picked on "
+                             "val (train_ddp.py --help explains them); the trainer's default")
     parser.add_argument("--at-least-one", action=argparse.BooleanOptionalAction, default=True,
                         help="a title with no label over its threshold gets its most probable "
                              "one, as in training")

@@ -57,11 +57,12 @@ class TrainConfig:
     split_seed: int = field(default=42, metadata={
         "help": "random_state of the notebook's 90/10 then 80/20 split."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per rank."})
-    thresholds: str = field(default="shrunk", metadata={
-        "help": "How each label's threshold is picked on val: `shrunk` (its own best cut, pulled "
-                "toward the one global cut the fewer val positives it has), `global` (one cut "
-                "maximising micro-F1), `per-label` (each label its own best cut; overfits small "
-                "val sets), or a fixed number in (0, 1)."})
+    thresholds: str = field(default="0.5", metadata={
+        "help": "Each label's threshold: a fixed number in (0, 1), or picked on val: `shrunk` (the "
+                "label's own best cut, pulled toward one global cut the fewer val positives it "
+                "has), `global` (one cut maximising micro-F1), `per-label` (each label its own "
+                "cut). On val sets of a few thousand titles the tuned cuts did not beat 0.5 "
+                "(docs/results/quality.md)."})
     at_least_one: bool = field(default=True, metadata={
         "help": "A title whose labels all stay under their thresholds gets its most probable "
                 "label (every title has an area). --no-at-least-one turns it off."})
