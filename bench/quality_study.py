@@ -38,8 +38,9 @@ def train(data: str, run_dir: Path, seed: int, nproc: int, flags: list[str]) -> 
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
     resume = ["--resume"] if (run_dir / "config.json").exists() else []
+    # the study mixes and thresholds the runs itself (cells below), from the transformer alone
     cmd = [*launcher, str(ROOT / "train_ddp.py"), "--data", data, "--seed", str(seed),
-           "--output-dir", str(run_dir), "--wandb", "off", *resume, *flags]
+           "--output-dir", str(run_dir), "--wandb", "off", "--ensemble", "off", *resume, *flags]
     print("$", " ".join(cmd), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // nproc))}
     with open(run_dir.parent / f"{run_dir.name}.log", "a") as log:
@@ -51,9 +52,9 @@ def transformer_probs(run_dir: Path, parts) -> dict[str, np.ndarray]:
     path = run_dir / "study.npz"
     if not path.exists():
         from vacancy.inference import load_checkpoint, predict_probs
-        model, tokenizer, _, _ = load_checkpoint(run_dir / "best")
-        np.savez(path, **{name: predict_probs(model, tokenizer, getattr(parts, name)["title"].tolist())
-                          for name in ("val", "test")})
+        model, tokenizer, _, _ = load_checkpoint(run_dir / "best")  # the transformer alone
+        titles = {part: getattr(parts, part)["title"].tolist() for part in ("val", "test")}
+        np.savez(path, **{part: predict_probs(model, tokenizer, t) for part, t in titles.items()})
     return dict(np.load(path))
 
 
@@ -103,15 +104,18 @@ def main(argv=None) -> int:
 
     print(f"\n{args.name}: {len(data.parts.test)} test titles, seeds {args.seeds}, best epoch "
           f"{', '.join(best_epochs)}, train flags {' '.join(flags) or '(defaults)'}")
-    print(f"{'model':12s} {'thresholds':10s} {'top-1':5s}  {'micro-F1':>15s}  {'macro-F1':>15s}")
+    lines = ["| model | thresholds | at least one | test micro-F1 | test macro-F1 |",
+             "| --- | --- | --- | ---: | ---: |"]
     rows = {}
     for key in per_seed[0]:
         values = np.array([s[key] for s in per_seed])
         mean, std = values.mean(axis=0), values.std(axis=0)
         rows["/".join(map(str, key))] = {"micro": values[:, 0].tolist(),
                                          "macro": values[:, 1].tolist()}
-        print(f"{key[0]:12s} {key[1]:10s} {'yes' if key[2] else 'no':5s}  "
-              f"{mean[0]:.4f} +- {std[0]:.4f}  {mean[1]:.4f} +- {std[1]:.4f}")
+        lines.append(f"| {key[0]} | {key[1]} | {'yes' if key[2] else 'no'} | "
+                     f"{mean[0]:.4f} ± {std[0]:.4f} | {mean[1]:.4f} ± {std[1]:.4f} |")
+    print("\n".join(lines))
+    (study / "study.md").write_text("\n".join(lines) + "\n")
     (study / "study.json").write_text(json.dumps({"data": args.data, "seeds": args.seeds,
                                                   "flags": flags, "cells": rows}, indent=1))
     return 0
