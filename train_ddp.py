@@ -103,11 +103,12 @@ def train(config: TrainConfig) -> int:
         resume = prepare_run_dir(config)
         console.log_libraries_to(Path(config.output_dir) if dist.is_main() else None)
         metrics = run(config, device, resume)
-        run_dir = Path(config.output_dir)
-        log.info("run directory: %s (metrics.json, report.txt, test_predictions.csv, plots, "
-                 "%s)", run_dir, console.LOG_FILE)
-        log.info("best model: %s (epoch %d): python -m vacancy.predict --model %s \"TITLE\"",
-                 run_dir / "best", metrics["best_epoch"], run_dir / "best")
+        if dist.is_main():  # the final metrics exist on rank 0 only
+            run_dir = Path(config.output_dir)
+            log.info("run directory: %s (metrics.json, report.txt, test_predictions.csv, plots, "
+                     "%s)", run_dir, console.LOG_FILE)
+            log.info("best model: %s (epoch %d): python -m vacancy.predict --model %s \"TITLE\"",
+                     run_dir / "best", metrics["best_epoch"], run_dir / "best")
         return 0
     except (ConfigError, DataError, ModelError, CheckpointError, TrainingError) as e:
         if dist.is_main() or isinstance(e, TrainingError):
