@@ -25,7 +25,7 @@ from vacancy.config import ConfigError, TrainConfig, parse_config
 from vacancy.data import DataError
 from vacancy.model import ModelError
 from vacancy.run import run
-from vacancy.trainer import TrainingError
+from vacancy.trainer import Stopped, TrainingError
 
 log = logging.getLogger("vacancy")
 
@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         metrics = run(config, device, resume)
         if dist.is_main():
             print(json.dumps({k: metrics[k] for k in ("micro_f1", "macro_f1", "samples_f1")}))
+        return 0
+    except Stopped as e:  # exit 0: torchrun must not restart it; slurm/train.sh requeues the job
+        if dist.is_main():
+            print(f"{e}; last/ is saved: --resume (or the requeued job) goes on from there",
+                  flush=True)
         return 0
     except (ConfigError, DataError, ModelError, CheckpointError, TrainingError) as e:
         if dist.is_main() or isinstance(e, TrainingError):

@@ -71,6 +71,11 @@ class TrainConfig:
         "help": "DeepSpeed JSON config (e.g. ds_config.json): train on a DeepSpeed engine instead "
                 "of DDP. Micro batch, accumulation, clipping and precision are filled from this "
                 "config where the file leaves them out and must agree where it sets them."})
+    save_every_steps: int = field(default=0, metadata={
+        "help": "Also write last/ every this many optimizer steps inside an epoch, with the "
+                "position in the epoch, so a resumed run goes on from there (0: only at epoch "
+                "ends). SIGUSR1 (slurm/train.sh's warning before the time limit) also saves "
+                "there, at the next step, and stops the run."})
     resume: bool = field(default=False, metadata={
         "help": "Continue the run in --output-dir from its last checkpoint (starts fresh if none)."})
     overwrite: bool = field(default=False, metadata={
@@ -105,7 +110,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("freeze_epochs", "num_workers", "weight_decay", "max_grad_norm"):
+        for name in ("freeze_epochs", "num_workers", "weight_decay", "max_grad_norm",
+                     "save_every_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.freeze_epochs > self.epochs:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import math
 import string
@@ -222,6 +223,26 @@ class LengthGroupedSampler(torch.utils.data.DistributedSampler):
             share = len(batch) // world
             mine += batch[self.rank * share:(self.rank + 1) * share]
         return iter(mine)
+
+
+class ResumableSampler(torch.utils.data.Sampler):
+    """A training sampler that can start an epoch part-way: `set_epoch(epoch, start)` makes the
+    next pass skip the first `start` items of that epoch's order (the batches a run had consumed
+    when it saved last/ mid-epoch). The order itself is the wrapped sampler's, a function of
+    (seed, epoch, rank), so the skipped items are exactly those the saved run had seen."""
+
+    def __init__(self, sampler: torch.utils.data.DistributedSampler) -> None:
+        self.sampler, self.start = sampler, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.sampler.set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.start, None)
+
+    def __len__(self) -> int:  # what is left of the epoch
+        return len(self.sampler) - self.start
 
 
 class LengthSortedSampler(torch.utils.data.DistributedSampler):

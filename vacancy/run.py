@@ -51,8 +51,11 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
     trainer = Trainer(engine, config, loaders["train"], loaders["val"], len(datasets["val"]),
                       run_dir, tokenizer)
     if resume and trainer.load():
-        log.info("resumed from %s at epoch %d (step %d)", run_dir / checkpoint.LAST,
-                 trainer.state.epoch, trainer.state.step)
+        position = trainer.state.in_epoch
+        log.info("resumed from %s at epoch %d (step %d)%s", run_dir / checkpoint.LAST,
+                 trainer.state.epoch, trainer.state.step,
+                 f", {position['batches']} batches into epoch {trainer.state.epoch + 1}"
+                 if position else "")
         if dist.is_main():
             rewind_history(run_dir / "history.jsonl", trainer.state.step, trainer.state.epoch)
     tracker = Tracker(run_dir, config, engine=type(engine).__name__.removesuffix("Engine").lower())
