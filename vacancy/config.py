@@ -54,6 +54,10 @@ class TrainConfig:
     seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling and dropout."})
     split_seed: int = field(default=42, metadata={
         "help": "random_state of the notebook's 90/10 then 80/20 split."})
+    cache_dir: str = field(default="", metadata={
+        "help": "Where the prepared data (cleaned, split, tokenized: vacancy/prepared.py) is kept "
+                "and shared by all ranks and later runs; empty: .cache beside --output-dir; `off`: "
+                "every rank prepares the data in memory itself."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per rank."})
     thresholds: str = field(default="tuned", metadata={
         "help": "`tuned`: one threshold per label maximising its F1 on val; or a number in (0, 1) "

@@ -13,11 +13,12 @@ import transformers
 
 from . import checkpoint, dist
 from .config import TrainConfig
-from .data import PadCollator, TitleDataset, load_splits, tokenize
+from .data import PadCollator, TitleDataset
 from .engine import Scorer, make_engine
 from .metrics import evaluate, sigmoid, tune_thresholds
 from .model import init_head_bias, load_model as load_classifier, load_tokenizer
 from .plots import write_plots
+from .prepared import prepare
 from .tracking import Tracker
 from .trainer import Trainer, make_loader, phase_steps, predict_logits, steps_per_epoch
 
@@ -28,12 +29,10 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
     run_dir = Path(config.output_dir)
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(config.seed)
-    data = load_splits(config.data, config.split_seed)
-    parts, labels, targets, leaked = data.parts, data.labels, data.targets, data.leaked
-
     tokenizer = load_tokenizer(config.model)
-    datasets = {name: TitleDataset(tokenize(tokenizer, getattr(parts, name)["title"],
-                                            config.max_length, name), targets[name])
+    data = prepare(config, tokenizer)
+    labels, targets, leaked = data.labels, data.targets, data.leaked
+    datasets = {name: TitleDataset(data.tokens[name], targets[name])
                 for name in ("train", "val", "test")}
     collate = PadCollator(tokenizer.pad_token_id, multiple_of=8 if device.type == "cuda" else 1)
     loaders = {name: make_loader(ds, config, collate, train=name == "train")
@@ -85,7 +84,7 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
     if dist.is_main():
         write_json(best / "thresholds.json",
                    {name: float(t) for name, t in zip(labels.names, thresholds)})
-        write_results(run_dir, metrics, report, thresholds, labels.names, parts.test, test_probs)
+        write_results(run_dir, metrics, report, thresholds, labels.names, data.test, test_probs)
         print(report)
         print(summary(metrics))
         tracker.finish(metrics, report, write_plots(run_dir, metrics), best)

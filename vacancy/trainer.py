@@ -44,7 +44,7 @@ def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
 def make_loader(dataset, config, collate, train: bool) -> DataLoader:
     """Every rank gets its own shard. For val/test the sampler pads the last shard by repeating
     items; evaluate() drops those again by dataset index."""
-    lengths = [len(ids) for ids in dataset.input_ids]
+    lengths = dataset.lengths
     if not train:  # order does not matter: scores are gathered by index
         sampler = LengthSortedSampler(lengths, dist.world_size(), dist.rank())
     elif config.group_by_length:
