@@ -2,7 +2,7 @@
 (every rank reads, cleans, splits and tokenizes the CSV itself) against the prepared-data cache
 (vacancy/prepared.py), cold (the cache is made) and warm (it exists), in 1 and 2 processes.
 
-    nice python bench/data_scale.py                           # 100k and 1M titles, 1 and 2 processes
+    nice python bench/data_scale.py                     # 100k and 1M titles, 1 and 2 processes
     nice python bench/data_scale.py --rows 10000000 --nproc 2        # 10M on request (~0.5 GB CSV)
 
 Each run is the real entry point (`train_ddp.py` under `torchrun`, or one process), `--model
