@@ -94,7 +94,7 @@ def train(config: TrainConfig) -> int:
     from vacancy.data import DataError
     from vacancy.model import ModelError
     from vacancy.run import run
-    from vacancy.trainer import TrainingError
+    from vacancy.trainer import Stopped, TrainingError
 
     device = dist.setup()
     console.setup_logging(dist.is_main())
@@ -109,6 +109,11 @@ def train(config: TrainConfig) -> int:
                      "%s)", run_dir, console.LOG_FILE)
             log.info("best model: %s (epoch %d): python -m vacancy.predict --model %s \"TITLE\"",
                      run_dir / "best", metrics["best_epoch"], run_dir / "best")
+        return 0
+    except Stopped as e:  # exit 0: torchrun must not restart it; slurm/train.sh requeues the job
+        if dist.is_main():
+            print(f"{e}; last/ is saved: --resume (or the requeued job) goes on from there",
+                  flush=True)
         return 0
     except (ConfigError, DataError, ModelError, CheckpointError, TrainingError) as e:
         if dist.is_main() or isinstance(e, TrainingError):

@@ -20,11 +20,14 @@
 #SBATCH --output=logs/%x-%j.out
 #SBATCH --open-mode=append
 #SBATCH --requeue
+#SBATCH --signal=B:USR1@120
 # --ntasks-per-node=1: one torchrun per node; it starts the per-GPU processes itself.
 # --open-mode=append: a requeued job adds to its log instead of overwriting it.
 # --requeue: after a node failure or preemption the job goes back to the queue (and resumes).
-# --time: the wall-clock limit. A job that reaches it ends as TIMEOUT and is not requeued; submit
-#   again with --output-dir runs/<job name>-<old id> --resume to go on from its last epoch.
+# --time: the wall-clock limit. --signal=B:USR1@120: 120 s before it, Slurm sends this script
+#   SIGUSR1; the training processes then save last/ at their next optimizer step and exit, and
+#   the job requeues itself, to go on from that step (see the end of this script). Raise the 120
+#   where one optimizer step plus writing last/ takes longer.
 set -euo pipefail
 : "${SLURM_JOB_ID:?submit this script with sbatch (see README.md)}"
 
@@ -65,10 +68,23 @@ export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
 echo "job $SLURM_JOB_ID, restart ${SLURM_RESTART_COUNT:-0}: $SLURM_NNODES node(s)" \
      "[$SLURM_JOB_NODELIST] x $nproc_per_node process(es); rendezvous at $head_addr:$rdzv_port"
 
+# The time-limit warning (--signal above). A trap runs only between commands, hence srun in the
+# background below and `wait`, which the trap interrupts.
+warned=0
+on_warning() {
+    warned=1
+    echo "job $SLURM_JOB_ID: time limit near: saving last/, then requeueing"
+    scancel --signal=USR1 "$SLURM_JOB_ID"  # to every process of the job's steps, on all nodes
+}
+trap on_warning USR1
+
 # srun of Slurm 22.05+ does not pass the job's --cpus-per-task on to the step: say it again.
 # Each node first logs its own name ($SLURMD_NODENAME, expanded there), then becomes torchrun.
+# torchrun ignores SIGUSR1 (trap ''), so that the warning reaches only the training processes,
+# which handle it; USR1 would otherwise kill torchrun.
 srun --kill-on-bad-exit=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" \
-    bash -c 'echo "node $SLURMD_NODENAME: torchrun node rank $SLURM_NODEID"; exec torchrun "$@"' \
+    bash -c 'echo "node $SLURMD_NODENAME: torchrun node rank $SLURM_NODEID"; trap "" USR1
+             exec torchrun "$@"' \
     torchrun \
     --nnodes "$SLURM_NNODES" \
     --nproc-per-node "$nproc_per_node" \
@@ -77,4 +93,16 @@ srun --kill-on-bad-exit=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" \
     --rdzv-id "$SLURM_JOB_ID" \
     --rdzv-conf join_timeout=900 \
     --max-restarts "${MAX_RESTARTS:-1}" \
-    "$script" --output-dir "runs/$SLURM_JOB_NAME-$SLURM_JOB_ID" "$@"
+    "$script" --output-dir "runs/$SLURM_JOB_NAME-$SLURM_JOB_ID" "$@" &
+srun_pid=$!
+status=0
+wait "$srun_pid" || status=$?
+while kill -0 "$srun_pid" 2>/dev/null; do  # wait was cut short by the trap: srun still runs
+    status=0
+    wait "$srun_pid" || status=$?
+done
+if [ "$warned" = 1 ] && [ "$status" = 0 ]; then
+    # the processes saved and stopped: back to the queue, same id and run directory
+    scontrol requeue "$SLURM_JOB_ID"
+fi
+exit "$status"

@@ -5,7 +5,8 @@ import pytest
 from torch.utils.data import DistributedSampler
 
 from vacancy.config import TrainConfig
-from vacancy.data import LengthGroupedSampler, LengthSortedSampler, PadCollator, TitleDataset
+from vacancy.data import (LengthGroupedSampler, LengthSortedSampler, PadCollator,
+                          ResumableSampler, TitleDataset)
 from vacancy.trainer import make_loader
 
 LENGTHS = list(np.random.default_rng(0).integers(3, 30, size=1003))
@@ -54,8 +55,16 @@ def test_training_loader_uses_it_when_asked():
     collate = PadCollator(0)
     grouped = make_loader(dataset, TrainConfig(group_by_length=True), collate, train=True)
     plain = make_loader(dataset, TrainConfig(group_by_length=False), collate, train=True)
-    assert isinstance(grouped.sampler, LengthGroupedSampler)
-    assert not isinstance(plain.sampler, LengthGroupedSampler) and len(grouped) == len(plain)
+    # resumable: set_epoch(epoch, start) skips what a run saved mid-epoch had consumed
+    assert isinstance(grouped.sampler, ResumableSampler)
+    assert isinstance(grouped.sampler.sampler, LengthGroupedSampler)
+    assert not isinstance(plain.sampler.sampler, LengthGroupedSampler)
+    assert len(grouped) == len(plain)
+    for loader in (grouped, plain):
+        loader.sampler.set_epoch(3)
+        whole = list(loader.sampler)
+        loader.sampler.set_epoch(3, 40)
+        assert list(loader.sampler) == whole[40:] and len(loader.sampler) == len(whole) - 40
     val = make_loader(dataset, TrainConfig(group_by_length=True), collate, train=False)
     assert isinstance(val.sampler, LengthSortedSampler)
 

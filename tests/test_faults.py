@@ -69,6 +69,49 @@ def test_killed_rank_resumes_and_ends_like_an_uninterrupted_run(restart, tmp_pat
     assert steps == list(range(1, straight["optimizer_steps"] + 1))
 
 
+@pytest.mark.parametrize("restart", ["torchrun", "relaunch"])
+def test_killed_mid_epoch_resumes_from_its_last_step(restart, tmp_path, ddp_run, tiny_model,
+                                                     small_csv):
+    # As above, but last/ is also written every 4 optimizer steps: the run goes on from the last
+    # of those inside epoch 2, not from the end of epoch 1, and still ends exactly like ddp_run
+    # (which saved only at epoch ends): same steps, dropout, train loss means and metrics.
+    out = tmp_path / "run"
+    args = flags(data=small_csv, model=tiny_model, output_dir=out, save_every_steps=4, **TINY_RUN)
+    if restart == "torchrun":
+        proc = torchrun(2, "tests/instrumented_train.py", *args, timeout=300,
+                        extra_torchrun=("--max-restarts", "1"), VACANCY_FAULT="kill:1:2")
+    else:
+        killed = torchrun(2, "tests/instrumented_train.py", *args, check=False, timeout=300,
+                          VACANCY_FAULT="kill:1:2")
+        assert killed.returncode != 0 and not (out / "metrics.json").exists()
+        # the position inside the epoch is per rank: another world size is refused
+        wrong = python("train_ddp.py", *args, "--resume", check=False)
+        assert wrong.returncode == 2 and wrong.stderr.strip().splitlines()[-1] == (
+            f"error: {out}/last was saved inside epoch 2 by 2 process(es): resume it with 2, "
+            "not 1"), wrong.stderr[-3000:]
+        proc = torchrun(2, "tests/instrumented_train.py", *args, "--resume", timeout=300)
+    straight = json.loads((ddp_run / "metrics.json").read_text())
+    per_epoch = straight["optimizer_steps"] // TINY_RUN["epochs"]
+    killed_at = per_epoch + per_epoch // 2  # instrumented_train.py: halfway through epoch 2
+    saved_at = killed_at // 4 * 4
+    assert per_epoch < saved_at < killed_at  # the test means something only if this holds
+    batches = (saved_at - per_epoch) * TINY_RUN["grad_accum"]
+    assert (f"resumed from {out}/last at epoch 1 (step {saved_at}), {batches} batches into "
+            "epoch 2") in proc.stdout, proc.stdout[-3000:]
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["optimizer_steps"] == straight["optimizer_steps"]
+    for key in ("micro_f1", "macro_f1", "samples_f1", "best_val_loss", "best_epoch", "per_label"):
+        assert resumed[key] == straight[key], key
+    for key in ("train_loss", "val_loss", "val_micro_f1"):
+        assert [e[key] for e in resumed["epochs"]] == [e[key] for e in straight["epochs"]], key
+    steps = [r["step"] for r in read_jsonl(out / "history.jsonl") if r["kind"] == "step"]
+    assert steps == list(range(1, straight["optimizer_steps"] + 1))
+    # the same weights after every epoch as the uninterrupted run, on every rank
+    for rank in (0, 1):
+        name = f"weight_hashes.rank{rank}.jsonl"
+        assert read_jsonl(out / name)[-1] == read_jsonl(ddp_run / name)[-1]
+
+
 def test_resume_of_a_finished_run_is_harmless(tmp_path, ddp_run, small_csv, tiny_model):
     out = tmp_path / "run"
     shutil.copytree(ddp_run, out)

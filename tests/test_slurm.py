@@ -2,6 +2,8 @@
 nodes n1 and n2 (tests/slurm_cluster.py), each runs one torchrun with one CPU process."""
 import json
 import os
+import re
+import subprocess
 import sys
 
 import pandas as pd
@@ -28,14 +30,15 @@ def cluster(tmp_path_factory):
         cluster.stop()
 
 
-def submit(cluster, workdir, tiny_model, small_csv) -> str:
+def submit(cluster, workdir, tiny_model, small_csv, **job) -> str:
     """Submit slurm/train.sh from the repo root, as the README says, but run it in `workdir` (so
     its logs/ and runs/ land there), on the tiny model."""
     (workdir / "logs").mkdir()
     # the job finds torchrun on PATH, as on a cluster where the environment is activated
     env = run_env(PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
     return cluster.sbatch(*CPU_JOB, f"--chdir={workdir}", "slurm/train.sh",
-                          *flags(data=small_csv, model=tiny_model, **TINY_JOB), cwd=ROOT, env=env)
+                          *flags(data=small_csv, model=tiny_model, **{**TINY_JOB, **job}), cwd=ROOT,
+                          env=env)
 
 
 def read_log(path):
@@ -107,6 +110,40 @@ def test_requeued_job_resumes_from_its_last_checkpoint(cluster, tmp_path, tiny_m
     resumed = len(steps) - 1 - steps[::-1].index(per_epoch + 1)
     assert steps[resumed:] == list(range(per_epoch + 1, 2 * per_epoch + 1))
     assert metrics["optimizer_steps"] == 2 * per_epoch
+
+
+def test_time_limit_warning_saves_mid_epoch_and_requeues(cluster, tmp_path, tiny_model,
+                                                         small_csv):
+    # What Slurm does 120 s before --time runs out (#SBATCH --signal=B:USR1@120), sent by hand:
+    # the job saves last/ at its next optimizer step, requeues itself, and the next attempt goes
+    # on from that very step to the end. Small batches and no frozen epoch make the run long
+    # enough (3 x 72 steps) for the signal to land inside it.
+    assert "#SBATCH --signal=B:USR1@" in (ROOT / "slurm" / "train.sh").read_text()
+    job_id = submit(cluster, tmp_path, tiny_model, small_csv, epochs=3, freeze_epochs=0,
+                    batch_size=4, save_every_steps=5)
+    run, log_file = job_files(tmp_path, job_id)
+    job = cluster.wait(job_id, until=lambda job: (run / "last").exists()
+                       or job["JobState"] in FINAL, every=0.2)
+    assert job["JobState"] == "RUNNING", read_log(log_file)[-4000:]
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], env=cluster.env, check=True,
+                   timeout=30)
+
+    job = cluster.wait(job_id, until=lambda job: job["Restarts"] == "1"
+                       and job["JobState"] in FINAL)
+    log = read_log(log_file)
+    assert job["JobState"] == "COMPLETED", log[-4000:]
+    assert "time limit near: saving last/, then requeueing" in log
+    stopped = re.search(r"stopped at step (\d+), (\d+) of \d+ batches into epoch (\d)", log)
+    assert stopped, log[-4000:]
+    step, batches, epoch = map(int, stopped.groups())
+    # nothing was lost: the next attempt starts at the step the first one stopped at
+    assert (f"resumed from runs/vacancy-{job_id}/last at epoch {epoch - 1} (step {step}), "
+            f"{batches} batches into epoch {epoch}") in log
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    steps = [r["step"] for r in read_jsonl(run / "history.jsonl") if r["kind"] == "step"]
+    assert steps == list(range(1, metrics["optimizer_steps"] + 1))
+    assert metrics["optimizer_steps"] == 3 * 72
 
 
 def test_submitting_from_outside_the_repo_fails_with_one_line(cluster, tmp_path):

@@ -56,6 +56,10 @@ class TrainConfig:
     seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling and dropout."})
     split_seed: int = field(default=42, metadata={
         "help": "random_state of the notebook's 90/10 then 80/20 split."})
+    cache_dir: str = field(default="", metadata={
+        "help": "Where the prepared data (cleaned, split, tokenized: vacancy/prepared.py) is kept "
+                "and shared by all ranks and later runs; empty: .cache beside --output-dir; `off`: "
+                "every rank prepares the data in memory itself."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per rank."})
     thresholds: str = field(default="0.5", metadata={
         "help": "Each label's threshold: a fixed number in (0, 1), or picked on val: `shrunk` (the "
@@ -87,6 +91,11 @@ class TrainConfig:
         "help": "DeepSpeed JSON config (e.g. ds_config.json): train on a DeepSpeed engine instead "
                 "of DDP. Micro batch, accumulation, clipping and precision are filled from this "
                 "config where the file leaves them out and must agree where it sets them."})
+    save_every_steps: int = field(default=0, metadata={
+        "help": "Also write last/ every this many optimizer steps inside an epoch, with the "
+                "position in the epoch, so a resumed run goes on from there (0: only at epoch "
+                "ends). SIGUSR1 (slurm/train.sh's warning before the time limit) also saves "
+                "there, at the next step, and stops the run."})
     resume: bool = field(default=False, metadata={
         "help": "Continue the run in --output-dir from its last checkpoint (starts fresh if none)."})
     overwrite: bool = field(default=False, metadata={
@@ -126,7 +135,8 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "grad_accum", "max_length"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{name(key)}: must be >= 1, got {getattr(self, key)}")
-        for key in ("freeze_epochs", "num_workers", "weight_decay", "max_grad_norm", "patience"):
+        for key in ("freeze_epochs", "num_workers", "weight_decay", "max_grad_norm", "patience",
+                    "save_every_steps"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{name(key)}: must be >= 0, got {getattr(self, key)}")
         if self.freeze_epochs > self.epochs:

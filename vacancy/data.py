@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import math
+import multiprocessing
+import os
 import string
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,6 +38,25 @@ def clean_title(text: str) -> str:
     """Lower-case and drop punctuation tokens, as the notebook did. Training and prediction share it."""
     tokens = _word_tokenizer().tokenize(str(text).lower())
     return " ".join(t for t in tokens if not all(c in string.punctuation for c in t))
+
+
+PARALLEL_FROM = 20_000  # titles; below this a process pool costs more than it saves
+
+
+def clean_titles(titles: list[str]) -> list[str]:
+    """clean_title over many titles, in order. NLTK's tokenizer is pure Python (the slow part of
+    reading a large CSV), so large inputs are shared out to one forked process per core."""
+    processes = len(os.sched_getaffinity(0))
+    if len(titles) < PARALLEL_FROM or processes < 2:
+        return [clean_title(t) for t in titles]
+    size = -(-len(titles) // (4 * processes))  # a few chunks per process evens out their speed
+    chunks = [titles[i:i + size] for i in range(0, len(titles), size)]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        return [t for chunk in pool.map(_clean_chunk, chunks) for t in chunk]
+
+
+def _clean_chunk(titles: list[str]) -> list[str]:
+    return [clean_title(t) for t in titles]
 
 
 def parse_labels(area: str) -> list[str]:
@@ -69,7 +91,7 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     if df.empty:
         raise DataError(f"{path}: has a header but no rows")
 
-    titles = df["title"].map(clean_title)
+    titles = pd.Series(clean_titles(df["title"].tolist()), index=df.index, dtype=str)
     labels = df["area"].map(parse_labels)
     empty_title, empty_area = titles.str.len() == 0, labels.map(len) == 0
     bad = empty_title | empty_area
@@ -168,18 +190,54 @@ class LabelSpace:
         return len(self.names)
 
 
-def tokenize(tokenizer, titles: list[str], max_length: int, part: str) -> list[list[int]]:
-    """Tokenize all titles at once with the fast tokenizer; no padding (batches pad themselves)."""
-    full = tokenizer(list(titles), truncation=False)["input_ids"]
-    n_long = sum(len(ids) > max_length for ids in full)
+class TokenIds:
+    """The token ids of many titles as one flat int32 array and int64 offsets (n + 1): 4 bytes a
+    token instead of a Python list of ints per title, and memory-mappable (prepared.py)."""
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray) -> None:
+        self.flat, self.offsets = flat, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.flat[self.offsets[i]:self.offsets[i + 1]]
+
+    def lengths(self) -> list[int]:
+        return np.diff(self.offsets).tolist()
+
+
+def tokenize(tokenizer, titles: list[str], max_length: int, part: str,
+             chunk: int = 100_000) -> TokenIds:
+    """Tokenize with the fast tokenizer (its batch call is multithreaded); no padding (batches pad
+    themselves). One pass counts the titles longer than `max_length`, and only those are encoded
+    again, truncated. In chunks, so that one chunk at a time exists as Python lists."""
+    titles = list(titles)
+    flat, lengths, n_long = [], [], 0
+    for start in range(0, len(titles), chunk):
+        some = titles[start:start + chunk]
+        ids = tokenizer(some, truncation=False)["input_ids"]
+        long = [j for j, x in enumerate(ids) if len(x) > max_length]
+        if long:
+            cut = tokenizer([some[j] for j in long], truncation=True, max_length=max_length)
+            for j, x in zip(long, cut["input_ids"]):
+                ids[j] = x
+        n_long += len(long)
+        lengths.append(np.fromiter(map(len, ids), np.int64, len(ids)))
+        flat.append(np.fromiter(itertools.chain.from_iterable(ids), np.int32))
     if n_long:
         log.warning("%s: %d title(s) longer than %d tokens were truncated", part, n_long, max_length)
-    return tokenizer(list(titles), truncation=True, max_length=max_length)["input_ids"]
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths or [[]]))]).astype(np.int64)
+    return TokenIds(np.concatenate(flat or [np.zeros(0, np.int32)]), offsets)
 
 
 class TitleDataset(torch.utils.data.Dataset):
-    def __init__(self, input_ids: list[list[int]], targets: np.ndarray) -> None:
+    """Titles as token ids (TokenIds, or lists) with their binary targets; `lengths` in tokens."""
+
+    def __init__(self, input_ids, targets: np.ndarray) -> None:
         self.input_ids, self.targets = input_ids, torch.from_numpy(targets)
+        self.lengths = input_ids.lengths() if isinstance(input_ids, TokenIds) \
+            else [len(ids) for ids in input_ids]
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -222,6 +280,26 @@ class LengthGroupedSampler(torch.utils.data.DistributedSampler):
             share = len(batch) // world
             mine += batch[self.rank * share:(self.rank + 1) * share]
         return iter(mine)
+
+
+class ResumableSampler(torch.utils.data.Sampler):
+    """A training sampler that can start an epoch part-way: `set_epoch(epoch, start)` makes the
+    next pass skip the first `start` items of that epoch's order (the batches a run had consumed
+    when it saved last/ mid-epoch). The order itself is the wrapped sampler's, a function of
+    (seed, epoch, rank), so the skipped items are exactly those the saved run had seen."""
+
+    def __init__(self, sampler: torch.utils.data.DistributedSampler) -> None:
+        self.sampler, self.start = sampler, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.sampler.set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.start, None)
+
+    def __len__(self) -> int:  # what is left of the epoch
+        return len(self.sampler) - self.start
 
 
 class LengthSortedSampler(torch.utils.data.DistributedSampler):

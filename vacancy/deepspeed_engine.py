@@ -160,7 +160,10 @@ class DeepSpeedEngine(Scorer):
     def save_last(self, run_dir: Path, run_state: str) -> None:
         """DeepSpeed checkpoint (all ranks, one tag). `latest` is only updated once the new tag
         is complete, so a kill mid-save leaves the previous one loadable."""
-        tag = f"epoch{json.loads(run_state)['epoch']}"
+        run = json.loads(run_state)
+        tag = f"epoch{run['epoch']}"
+        if run["in_epoch"]:  # saved inside the (next) epoch
+            tag += f"_batch{run['in_epoch']['batches']}"
         folder = Path(run_dir) / CKPT_DIR
         self.ds.save_checkpoint(str(folder), tag=tag, client_state={"run": run_state})
         dist.barrier()

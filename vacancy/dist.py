@@ -11,8 +11,12 @@ import torch
 import torch.distributed as dist
 
 
+_cpu_group = None  # a gloo group beside NCCL's, for host-side flags (any_rank)
+
+
 def setup() -> torch.device:
     """Join the process group if a launcher started us; return this rank's device."""
+    global _cpu_group
     if "LOCAL_RANK" not in os.environ and "RANK" in os.environ:
         os.environ["LOCAL_RANK"] = "0"
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -28,6 +32,8 @@ def setup() -> torch.device:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout,
                                 device_id=device if device.type == "cuda" else None,
                                 **_attempt_store(timeout))
+        # host-side flags (any_rank) go over gloo, so checking them never waits for the GPU
+        _cpu_group = dist.new_group(backend="gloo") if device.type == "cuda" else None
     return device
 
 
@@ -75,6 +81,16 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if dist.is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether `flag` is set on any rank; a collective on host memory (gloo), so it adds no
+    device synchronisation to a training step."""
+    if not dist.is_initialized():
+        return flag
+    box = torch.tensor([int(flag)])
+    dist.all_reduce(box, op=dist.ReduceOp.MAX, group=_cpu_group)
+    return bool(box.item())
 
 
 def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:

@@ -170,14 +170,15 @@ def decide(config, data, val_probs: np.ndarray, test_probs: np.ndarray) -> Decis
     tfidf, weight = None, 1.0
     if config.ensemble == "on":
         start = time.perf_counter()
-        tfidf = TfidfModel.fit(data.parts.train["title"], data.targets["train"], seed=config.seed)
-        parts["tfidf"] = tuple(tfidf.probs(getattr(data.parts, name)["title"])
-                               for name in ("val", "test"))
+        texts = data.titles()  # prepared.PreparedData: a sample of train, and val
+        train_targets = data.targets["train"][np.asarray(texts["train_index"], dtype=np.int64)]
+        tfidf = TfidfModel.fit(texts["train"], train_targets, seed=config.seed)
+        parts["tfidf"] = (tfidf.probs(texts["val"]), tfidf.probs(data.test["title"]))
         weight, _ = tune_weight(val_probs, parts["tfidf"][0], val_y, policy, fallback)
         parts["mix"] = tuple(mix(m, t, weight)
                              for m, t in zip(parts["transformer"], parts["tfidf"]))
         log.info("ensemble: TF-IDF model fitted on %d train titles in %.1fs; transformer weight "
-                 "%.1f picked on val", min(len(data.parts.train), MAX_FIT_TITLES),
+                 "%.1f picked on val", len(texts["train"]),
                  time.perf_counter() - start, weight)
     summary = {"transformer_weight": weight}
     lines = [f"{'(thresholds ' + policy + ')':28s} val micro-F1  val macro-F1  test micro-F1  "

@@ -79,6 +79,6 @@ class CachedTitles(Dataset):
     def loader(first_hidden: torch.Tensor, targets: torch.Tensor, like: DataLoader) -> DataLoader:
         """A loader over the cache that yields the batches `like` would, in the same order (it
         shares `like`'s sampler, so set_epoch on one reshuffles both)."""
-        n_tokens = torch.tensor([len(ids) for ids in like.dataset.input_ids])
+        n_tokens = torch.tensor(like.dataset.lengths)
         return DataLoader(CachedTitles(first_hidden, targets, n_tokens),
                           batch_size=like.batch_size, sampler=like.sampler, collate_fn=_as_is)

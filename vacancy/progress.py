@@ -23,15 +23,16 @@ class Progress:
     """One epoch's progress, shown by rank 0 (`enabled`); `interactive`: stderr is a terminal."""
 
     def __init__(self, desc: str, total: int, enabled: bool = True,
-                 interactive: bool | None = None) -> None:
+                 interactive: bool | None = None, done: int = 0) -> None:
+        """`done`: batches already behind (an epoch resumed from a mid-epoch checkpoint)."""
         self.desc, self.total, self.enabled = desc, total, enabled
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
-        self.done = 0
+        self.done = done
         self._since_shown()
         self.bar = None
         if enabled and self.interactive:
             from tqdm.auto import tqdm
-            self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=done, desc=desc, leave=False, dynamic_ncols=True)
 
     def _since_shown(self) -> None:
         self.last_time, self.last_done = time.perf_counter(), self.done

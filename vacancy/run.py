@@ -11,13 +11,14 @@ import transformers
 
 from . import checkpoint, dist
 from .config import TrainConfig
-from .data import PadCollator, TitleDataset, load_splits, tokenize
+from .data import PadCollator, TitleDataset
 from .engine import Scorer
 from .engines import make_engine
 from .ensemble import decide
 from .metrics import evaluate, sigmoid
 from .model import init_head_bias, load_model as load_classifier, load_tokenizer
 from .plots import write_plots
+from .prepared import prepare
 from .results import summary, write_results
 from .tracking import Tracker
 from .trainer import Trainer, make_loader, phase_steps, predict_logits, steps_per_epoch
@@ -29,12 +30,10 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
     run_dir = Path(config.output_dir)
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(config.seed)
-    data = load_splits(config.data, config.split_seed)
-    parts, labels, targets, leaked = data.parts, data.labels, data.targets, data.leaked
-
     tokenizer = load_tokenizer(config.model)
-    datasets = {name: TitleDataset(tokenize(tokenizer, getattr(parts, name)["title"],
-                                            config.max_length, name), targets[name])
+    data = prepare(config, tokenizer)
+    labels, targets, leaked = data.labels, data.targets, data.leaked
+    datasets = {name: TitleDataset(data.tokens[name], targets[name])
                 for name in ("train", "val", "test")}
     collate = PadCollator(tokenizer.pad_token_id, multiple_of=8 if device.type == "cuda" else 1)
     loaders = {name: make_loader(ds, config, collate, train=name == "train")
@@ -52,8 +51,11 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
     trainer = Trainer(engine, config, loaders["train"], loaders["val"], len(datasets["val"]),
                       run_dir, tokenizer)
     if resume and trainer.load():
-        log.info("resumed from %s at epoch %d (step %d)", run_dir / checkpoint.LAST,
-                 trainer.state.epoch, trainer.state.step)
+        position = trainer.state.in_epoch
+        log.info("resumed from %s at epoch %d (step %d)%s", run_dir / checkpoint.LAST,
+                 trainer.state.epoch, trainer.state.step,
+                 f", {position['batches']} batches into epoch {trainer.state.epoch + 1}"
+                 if position else "")
         if dist.is_main():
             rewind_history(run_dir / "history.jsonl", trainer.state.step, trainer.state.epoch)
     tracker = Tracker(run_dir, config, engine=type(engine).__name__.removesuffix("Engine").lower())
@@ -84,7 +86,7 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
                        optimizer_steps=state.step, skipped_steps=state.skipped_steps,
                        train_seconds=round(state.train_seconds, 1), epochs=state.epochs)
         decision.save(best, labels.names)
-        write_results(run_dir, metrics, report, decision.thresholds, labels.names, parts.test,
+        write_results(run_dir, metrics, report, decision.thresholds, labels.names, data.test,
                       decision.test_probs, config.at_least_one)
         print(report)
         print(summary(metrics))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import dist
-from .data import LengthGroupedSampler, LengthSortedSampler
+from .checkpoint import LAST, CheckpointError
+from .data import LengthGroupedSampler, LengthSortedSampler, ResumableSampler
 from .frozen_cache import CachedTitles, first_token_head, first_token_states
 from .metrics import bce_with_logits, macro_f1, micro_f1, sigmoid
 from .model import trainable_top_layers
@@ -28,10 +30,20 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss stays non-finite); the message says why."""
 
 
+class Stopped(Exception):
+    """The run saved last/ and stopped on SIGUSR1 (e.g. Slurm's warning before the time limit);
+    --resume, or the requeued job, goes on from that step."""
+
+
+def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
+    """The dropout seed of the optimizer step that starts at micro batch `batch` of `epoch`."""
+    return int(np.random.SeedSequence([seed, epoch, batch, rank]).generate_state(1)[0])
+
+
 def make_loader(dataset, config, collate, train: bool) -> DataLoader:
     """Every rank gets its own shard. For val/test the sampler pads the last shard by repeating
     items; evaluate() drops those again by dataset index."""
-    lengths = [len(ids) for ids in dataset.input_ids]
+    lengths = dataset.lengths
     if not train:  # order does not matter: scores are gathered by index
         sampler = LengthSortedSampler(lengths, dist.world_size(), dist.rank())
     elif config.group_by_length:
@@ -40,6 +52,8 @@ def make_loader(dataset, config, collate, train: bool) -> DataLoader:
     else:
         sampler = DistributedSampler(dataset, num_replicas=dist.world_size(), rank=dist.rank(),
                                      shuffle=True, seed=config.seed, drop_last=False)
+    if train:
+        sampler = ResumableSampler(sampler)
     return DataLoader(dataset, batch_size=config.batch_size if train else config.batch_size * 4,
                       sampler=sampler, collate_fn=collate, num_workers=config.num_workers,
                       pin_memory=torch.cuda.is_available(), persistent_workers=config.num_workers > 0)
@@ -109,6 +123,10 @@ class RunState:
     epochs: list = field(default_factory=list)
     train_seconds: float = 0.0  # epochs' wall time (train + val), summed over resumed attempts
     stopped_early: bool = False  # --patience ran out: the remaining epochs are not trained
+    # Saved mid-epoch only: where in `epoch` last/ was written. "batches": micro batches each rank
+    # had consumed; "loss": per rank [sum of per-sample losses, samples] so far; "seconds": the
+    # epoch's wall time so far; "world_size": the ranks that shared the epoch out.
+    in_epoch: dict = field(default_factory=dict)
 
 
 class Trainer:
@@ -121,6 +139,7 @@ class Trainer:
         self.on_log = on_log or (lambda record: None)
         self.steps_per_epoch = steps_per_epoch(train_loader, config.grad_accum)
         self.cache_head, self.cache = self._cache_head(), None
+        self.signalled = self.stopping = False  # SIGUSR1 seen here / on some rank
 
     def _cache_head(self):
         """The head to train from the frozen-phase cache, or None (with the reason logged)."""
@@ -163,6 +182,15 @@ class Trainer:
         return tuple(self.cache)
 
     def fit(self) -> RunState:
+        """Train the remaining epochs. SIGUSR1 makes it save last/ at the next optimizer step and
+        raise Stopped."""
+        previous = signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "signalled", True))
+        try:
+            return self._fit()
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+
+    def _fit(self) -> RunState:
         config, state = self.config, self.state
         for epoch in range(state.epoch, config.epochs):
             if state.stopped_early:  # a resumed run that had stopped
@@ -170,9 +198,11 @@ class Trainer:
             top = trainable_top_layers(config, epoch)
             self.engine.set_trainable(top)
             phase = "frozen" if top == 0 else "unfrozen"
-            start = time.perf_counter()  # building the cache counts in its first epoch
+            resumed, state.in_epoch = state.in_epoch, {}
+            # building the cache counts in its first epoch; a resumed epoch keeps its saved part
+            start = time.perf_counter() - resumed.get("seconds", 0.0)
             train_loader, val_loader = self._loaders(top)
-            train_loss, n_seen = self._run_epoch(epoch, train_loader)
+            train_loss, n_seen = self._run_epoch(epoch, train_loader, resumed, start)
             seconds = time.perf_counter() - start
             val_logits, val_targets = predict_logits(self.engine, val_loader, self.n_val)
             val_loss = bce_with_logits(val_logits, val_targets)
@@ -198,20 +228,27 @@ class Trainer:
             if state.stopped_early and dist.is_main():
                 log.info(f"early stop: val loss has not improved for {config.patience} "
                          f"epoch(s); best/ holds epoch {state.best_epoch}")
+            if self.stopping:  # the signal came in the epoch's last step: last/ is written
+                raise Stopped(f"stopped after epoch {epoch + 1} (step {state.step})")
         return state
 
-    def _run_epoch(self, epoch: int, loader: DataLoader) -> tuple[float, int]:
+    def _run_epoch(self, epoch: int, loader: DataLoader, resumed: dict,
+                   start: float) -> tuple[float, int]:
+        """Train one epoch, from `resumed["batches"]` on when last/ was saved inside it."""
         config, engine = self.config, self.engine
-        loader.sampler.set_epoch(epoch)
-        # Dropout RNG is a function of (seed, epoch, rank), so a run resumed at an epoch boundary
-        # continues exactly as the uninterrupted run would.
-        torch.manual_seed(config.seed + 1000 * epoch + dist.rank())
-        n_batches = len(loader)
+        skip = resumed.get("batches", 0)
+        loader.sampler.set_epoch(epoch, skip * config.batch_size)
+        n_batches = skip + len(loader)
         # sum of per-sample losses, samples; on the engine's device, as NCCL needs
-        loss_sum = torch.zeros(2, dtype=torch.float64, device=engine.device)
-        progress = Progress(f"epoch {epoch + 1}", n_batches, enabled=dist.is_main())
+        loss_sum = torch.tensor(resumed["loss"][dist.rank()] if resumed else [0.0, 0.0],
+                                dtype=torch.float64, device=engine.device)
+        progress = Progress(f"epoch {epoch + 1}", n_batches, enabled=dist.is_main(), done=skip)
         seen, step_start = [0, 0], time.perf_counter()  # samples, non-pad tokens in this step
-        for i, batch in enumerate(loader):
+        for i, batch in enumerate(loader, start=skip):
+            if i % config.grad_accum == 0:
+                # Dropout RNG is a function of (seed, epoch, step, rank), so a run resumed at any
+                # step, mid-epoch too, continues exactly as the uninterrupted run would.
+                torch.manual_seed(step_seed(config.seed, epoch, i, dist.rank()))
             seen = [seen[0] + len(batch["labels"]), seen[1] + n_tokens(batch)]
             batch = _to(batch, engine.device)
             first = i - i % config.grad_accum
@@ -234,6 +271,12 @@ class Trainer:
                            tokens_per_s=seen[1] / (now - step_start))
                 seen, step_start = [0, 0], now
                 self._after_step(out, loss.item(), lrs)
+                if self._save_now() and i + 1 < n_batches:  # at the epoch's end fit() saves
+                    self._save_in_epoch(i + 1, loss_sum, time.perf_counter() - start)
+                    if self.stopping:
+                        progress.close()
+                        raise Stopped(f"stopped at step {self.state.step}, {i + 1} of "
+                                      f"{n_batches} batches into epoch {epoch + 1}")
             progress.update(n * dist.world_size(), loss, self.state.step)
         progress.close()
         total = dist.all_reduce_sum(loss_sum)
@@ -258,6 +301,22 @@ class Trainer:
 
     _bad_run = 0
 
+    def _save_now(self) -> bool:
+        """Whether to write last/ after this optimizer step: every --save-every-steps steps, or
+        once any rank got SIGUSR1. Called by every rank at every step; the flag is all-reduced
+        (a host-side collective) so that all ranks save, and stop, at the same step."""
+        self.stopping = dist.any_rank(self.signalled)
+        every = self.config.save_every_steps
+        return self.stopping or bool(every and self.state.step % every == 0)
+
+    def _save_in_epoch(self, batches: int, loss_sum: torch.Tensor, seconds: float) -> None:
+        """last/ with the position inside the epoch (see RunState.in_epoch)."""
+        self.state.in_epoch = {"batches": batches, "world_size": dist.world_size(),
+                               "loss": dist.all_gather_cat(loss_sum[None]).tolist(),
+                               "seconds": seconds}
+        self.engine.save_last(self.run_dir, json.dumps(self.state.__dict__))
+        self.state.in_epoch = {}
+
     def _save(self, improved: bool) -> None:
         """best/ when val loss improved, and last/. Every rank calls this: the engine decides who
         writes (DeepSpeed needs all ranks in save_checkpoint; DDP lets rank 0 write)."""
@@ -273,4 +332,9 @@ class Trainer:
         if saved is None:
             return False
         self.state = RunState(**json.loads(saved))
+        saved_by = self.state.in_epoch.get("world_size", dist.world_size())
+        if saved_by != dist.world_size():  # the position is per rank
+            raise CheckpointError(
+                f"{self.run_dir / LAST} was saved inside epoch {self.state.epoch + 1} by "
+                f"{saved_by} process(es): resume it with {saved_by}, not {dist.world_size()}")
         return True
