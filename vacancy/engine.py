@@ -134,11 +134,13 @@ class DDPEngine(Scorer):
     def _ddp(self, module: torch.nn.Module) -> DistributedDataParallel:
         """DDP for a 110M-parameter encoder (--ddp-tuned): 440 MB of fp32 gradients go in 50 MB
         buckets (PyTorch's 25 MB means ~18 all-reduce launches per step); gradients are views
-        into the buckets (no copy, one gradient-sized buffer less); the graph is static within
-        an engine's DDP (it is rebuilt whenever the trainable set changes), so DDP can skip
-        re-checking which parameters were used. --no-ddp-tuned: PyTorch's defaults."""
-        tuned = dict(bucket_cap_mb=50, gradient_as_bucket_view=True, static_graph=True) \
-            if self.config.ddp_tuned else {}
+        into the buckets (no copy, one gradient-sized buffer less). Without accumulation the
+        graph is static within one DDP (rebuilt whenever the trainable set changes), so DDP can
+        skip re-checking which parameters were used; static_graph fails under no_sync (torch
+        2.13: "expect_autograd_hooks_ INTERNAL ASSERT"), so not with --grad-accum > 1.
+        --no-ddp-tuned: PyTorch's defaults."""
+        tuned = dict(bucket_cap_mb=50, gradient_as_bucket_view=True,
+                     static_graph=self.config.grad_accum == 1) if self.config.ddp_tuned else {}
         return DistributedDataParallel(
             module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
             **tuned)
