@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -143,3 +142,30 @@ def test_loss_that_stays_non_finite_stops_the_run(engine, tmp_path):
     with pytest.raises(TrainingError, match=f"the last {MAX_BAD_STEPS} optimizer steps had "
                                             "non-finite gradients"):
         trainer._log_steps()  # ...which is checked step by step when they are read
+
+
+class Evil:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').write('x')",))
+
+
+def test_checkpoints_never_unpickle_arbitrary_objects(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = load_model(str(tiny_model), ["a", "b"])
+    checkpoint.save_last(tmp_path, model, {"step": 1})
+    with open(tmp_path / "last" / checkpoint.STATE_FILE, "wb") as f:
+        pickle.dump({"step": Evil()}, f)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        checkpoint.load_last(tmp_path, model)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_same_seed_same_data_same_metrics(tmp_path, tiny_model, small_csv):
+    runs = []
+    for name in ("a", "b"):
+        python("train_ddp.py", *flags(data=small_csv, model=tiny_model, output_dir=tmp_path / name,
+                                      epochs=2, freeze_epochs=1, batch_size=32))
+        runs.append(json.loads((tmp_path / name / "metrics.json").read_text()))
+    for key in ("micro_f1", "macro_f1", "best_val_loss", "per_label"):
+        assert runs[0][key] == runs[1][key], key
+    assert [e["train_loss"] for e in runs[0]["epochs"]] == [e["train_loss"] for e in runs[1]["epochs"]]

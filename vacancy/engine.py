@@ -104,7 +104,7 @@ class DDPEngine(Scorer):
         # DDP only runs with several ranks; VACANCY_DDP_ONE_RANK=1 builds it under a one-rank
         # launcher too, so that bench/gpu_check.sh can measure DDP's own cost on one GPU
         self.distributed = dist.world_size() > 1 or (
-            dist.world_size() == 1 and os.environ.get("VACANCY_DDP_ONE_RANK") == "1")
+            dist.launched() and os.environ.get("VACANCY_DDP_ONE_RANK") == "1")
         if config.compile:
             # in place: the module (and its state_dict keys, hence checkpoints) stays the same;
             # batches are padded to multiples of 8 tokens (run.py), so few shapes compile
