@@ -21,7 +21,8 @@ number of optimizer steps: `--frozen-epochs` that train only the head, then `--u
   a linear schedule built for optimizer steps but stepped once per epoch, fp32;
 - transformers.Trainer: problem_type="multi_label_classification", tokenized once, dynamic
   padding (DataCollatorWithPadding), its default optimizer, linear schedule with warmup per phase,
-  fp16 on CUDA; frozen epochs are a first train() with the encoder's requires_grad off.
+  the precision ours resolves `auto` to (bf16 on CUDA cards that have it, else fp16; fp32 on
+  CPU); frozen epochs are a first train() with the encoder's requires_grad off.
 
 samples/s is train titles / seconds of one epoch's training (evaluation excluded), the median
 over the epochs of a phase. `--repeats R` runs R rounds of all methods, taking every method in
@@ -162,7 +163,9 @@ def run_ours(args, data, device, cache: bool = True, flip_grouping: bool = False
 def run_notebook(args, data, device) -> dict:
     from torch.utils.data import DataLoader, Dataset
     from transformers import get_linear_schedule_with_warmup
+    from vacancy.engine import resolve_precision
     from vacancy.model import encoder_of, load_model, load_tokenizer
+    precision = resolve_precision("auto", device)  # what ours runs in: same precision for both
     tokenizer = load_tokenizer(args.model)
 
     class NotebookDataset(Dataset):  # tokenizes one title per __getitem__, padded to 128
@@ -219,7 +222,9 @@ def run_notebook(args, data, device) -> dict:
 
 def run_hf(args, data, device) -> dict:
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+    from vacancy.engine import resolve_precision
     from vacancy.model import encoder_of, load_model, load_tokenizer
+    precision = resolve_precision("auto", device)  # what ours runs in: same precision for both
     tokenizer = load_tokenizer(args.model)
     torch.manual_seed(args.seed)
     model = load_model(args.model, data["labels"])
@@ -257,7 +262,7 @@ def run_hf(args, data, device) -> dict:
                 learning_rate=args.lr, weight_decay=0.01, warmup_steps=0.06,
                 lr_scheduler_type="linear", eval_strategy="epoch", save_strategy="no",
                 logging_strategy="no", report_to="none", disable_tqdm=True, seed=args.seed,
-                use_cpu=device.type == "cpu", fp16=device.type == "cuda")
+                use_cpu=device.type == "cpu", fp16=precision == "fp16", bf16=precision == "bf16")
             trainer = Trainer(model=model, args=hf_args, train_dataset=train, eval_dataset=val,
                               data_collator=collator, callbacks=[timer])
             trainer.train()

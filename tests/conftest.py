@@ -67,6 +67,12 @@ def small_csv(tmp_path_factory) -> Path:
 TINY_RUN = dict(epochs=3, freeze_epochs=1, batch_size=8, grad_accum=2, lr=1e-3, head_lr=1e-2)
 
 
+def logged_steps(total: int, per_epoch: int, every: int = 10) -> list[int]:
+    """The steps that get a step record: every `every` steps (--log-every's default) and the last
+    step of each epoch."""
+    return [s for s in range(1, total + 1) if s % every == 0 or s % per_epoch == 0]
+
+
 def flags(**values) -> list[str]:
     out = []
     for k, v in values.items():

@@ -35,6 +35,8 @@ def test_unknown_or_abbreviated_flag_is_a_config_error():
     ({"precision": "fp8"}, "precision: 'fp8' is not one of"),
     ({"thresholds": "1.5"}, "thresholds: a fixed threshold must be in"),
     ({"thresholds": "best"}, "thresholds: expected shrunk, global, per-label or a number"),
+    ({"log_every": 0}, "log_every: must be >= 1"),
+    ({"compile": True, "deepspeed": "ds_config.json"}, "--compile is not supported with"),
 ])
 def test_bad_values_are_rejected_with_the_field_named(values, message):
     with pytest.raises(ConfigError, match=message):
@@ -54,3 +56,13 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = TrainConfig(epochs=5, lr=2e-5)
     cfg.save(tmp_path / "config.json")
     assert TrainConfig(**json.loads((tmp_path / "config.json").read_text())) == cfg
+
+
+def test_auto_precision_is_bf16_where_the_card_has_it(monkeypatch):
+    import torch
+    from vacancy.engine import resolve_precision
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    for has_bf16, expected in ((True, "bf16"), (False, "fp16")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: has_bf16)
+        assert resolve_precision("auto", torch.device("cuda", 0)) == expected
+    assert resolve_precision("fp16", torch.device("cuda", 0)) == "fp16"  # asked for: kept

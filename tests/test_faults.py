@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -64,9 +63,10 @@ def test_killed_rank_resumes_and_ends_like_an_uninterrupted_run(restart, tmp_pat
     for key in ("micro_f1", "macro_f1", "samples_f1", "best_val_loss", "best_epoch", "per_label"):
         assert resumed[key] == straight[key], key
     assert [e["val_loss"] for e in resumed["epochs"]] == [e["val_loss"] for e in straight["epochs"]]
-    # the history reads as one run: every step once, in order
+    # the history reads as one run: every step record once, in order
     steps = [r["step"] for r in read_jsonl(out / "history.jsonl") if r["kind"] == "step"]
-    assert steps == list(range(1, straight["optimizer_steps"] + 1))
+    assert steps == [r["step"] for r in read_jsonl(ddp_run / "history.jsonl")
+                     if r["kind"] == "step"]
 
 
 @pytest.mark.parametrize("restart", ["torchrun", "relaunch"])
@@ -150,30 +150,41 @@ def batch():
             "labels": torch.tensor([[1.0, 0.0]])}
 
 
-def test_non_finite_step_is_skipped_and_counted(engine):
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])  # fp16: GradScaler's path
+def test_non_finite_step_is_skipped_and_counted(tiny_model, precision):
+    model = load_model(str(tiny_model), ["a", "b"])
+    engine = DDPEngine(model, TrainConfig(precision=precision), torch.device("cpu"), [100])
+    engine.set_trainable(None)
     before = engine.model.classifier.weight.detach().clone()
     loss = torch.nn.functional.binary_cross_entropy_with_logits(engine.forward(batch()),
                                                                 batch()["labels"])
     engine.backward(loss * float("nan"))
     out = engine.step()
-    assert out["skipped"] and not np.isfinite(out["grad_norm"])
+    assert out["skipped"].item() and not torch.isfinite(out["grad_norm"]).item()
     assert torch.equal(engine.model.classifier.weight, before)
+    assert engine.optimizer.state[engine.model.classifier.weight]["step"].item() == 0
     engine.backward(torch.nn.functional.binary_cross_entropy_with_logits(
         engine.forward(batch()), batch()["labels"]))
-    assert not engine.step()["skipped"]
+    assert not engine.step()["skipped"].item()
     assert not torch.equal(engine.model.classifier.weight, before)
 
 
 def test_loss_that_stays_non_finite_stops_the_run(engine, tmp_path):
     trainer = Trainer(engine, TrainConfig(), [], None, 0, tmp_path, None)
-    bad = {"skipped": True, "grad_norm": float("nan"), "loss_scale": 1.0, "samples_per_s": 1.0,
-           "tokens_per_s": 1.0}
+    bad = {"skipped": True, "grad_norm": float("nan"), "loss_scale": 1.0}
+    nan = torch.tensor(float("nan"))
     for _ in range(MAX_BAD_STEPS - 1):
-        trainer._after_step(bad, float("nan"), {})
+        trainer._after_step(bad, nan, {})
+    assert trainer._log_steps()["skipped"] == MAX_BAD_STEPS - 1  # a record every N steps...
     assert trainer.state.skipped_steps == MAX_BAD_STEPS - 1
+    trainer._after_step({**bad, "skipped": False}, torch.tensor(0.5), {})
+    for _ in range(MAX_BAD_STEPS - 1):
+        trainer._after_step(bad, nan, {})
+    trainer._log_steps()  # ...a good step broke the run of bad ones
+    trainer._after_step(bad, nan, {})
     with pytest.raises(TrainingError, match=f"the last {MAX_BAD_STEPS} optimizer steps had "
                                             "non-finite gradients"):
-        trainer._after_step(bad, float("nan"), {})
+        trainer._log_steps()  # ...which is checked step by step when they are read
 
 
 class Evil:

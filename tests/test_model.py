@@ -83,3 +83,11 @@ def test_gradual_unfreezing_opens_one_more_top_layer_per_epoch():
     assert not model.bert.encoder.layer[1].training and model.bert.encoder.layer[2].training
     set_trainable(model, 3)  # as many as there are layers: the embeddings open too
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_a_half_precision_checkpoint_loads_as_fp32_master_weights(tiny_model, tmp_path):
+    # e.g. the fp16 copy of MiniLM that bench/gpu_check.sh carries (scripts/prepare_gpu_check.sh)
+    from transformers import AutoModel
+    AutoModel.from_pretrained(tiny_model, dtype=torch.float16).save_pretrained(tmp_path)
+    model = load_model(str(tmp_path), ["a", "b"])
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -59,6 +59,11 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
+def launched() -> bool:
+    """Whether this process is in a process group (a launcher started it), even of one rank."""
+    return dist.is_initialized()
+
+
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 

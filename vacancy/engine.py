@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -22,9 +23,13 @@ from .model import lr_factor, param_groups, set_trainable
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    return precision
+    """`auto`: bf16 on a CUDA card that has it (no loss scaling, fp32's range), fp16 with loss
+    scaling on older cards, fp32 on CPU."""
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
@@ -96,6 +101,14 @@ class DDPEngine(Scorer):
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.top_layers: object = "unset"
         self.trainable = [p for p in model.parameters() if p.requires_grad]
+        # DDP only runs with several ranks; VACANCY_DDP_ONE_RANK=1 builds it under a one-rank
+        # launcher too, so that bench/gpu_check.sh can measure DDP's own cost on one GPU
+        self.distributed = dist.world_size() > 1 or (
+            dist.launched() and os.environ.get("VACANCY_DDP_ONE_RANK") == "1")
+        if config.compile:
+            # in place: the module (and its state_dict keys, hence checkpoints) stays the same;
+            # batches are padded to multiples of 8 tokens (run.py), so few shapes compile
+            model.compile()
 
     def set_trainable(self, top_layers: int | None) -> None:
         """Apply the freezing schedule. DDP fixes its set of synchronised parameters when it is
@@ -105,7 +118,7 @@ class DDPEngine(Scorer):
         # listed once here: walking model.parameters() every step costs ~1 ms, as much as a
         # whole step of the head on the frozen-phase cache
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-        if top_layers != self.top_layers and dist.world_size() > 1:
+        if top_layers != self.top_layers and self.distributed:
             self.wrapped = self._ddp(self.model)
         self.top_layers = top_layers
 
@@ -114,13 +127,23 @@ class DDPEngine(Scorer):
         encoder outputs, or the whole model again (None). The head gets a DDP of its own, so its
         gradients are still all-reduced; the model's DDP sees no forward meanwhile, so its hooks
         stay idle."""
-        if head is not None and dist.world_size() > 1:
+        if head is not None and self.distributed:
             head = self._ddp(head)
         self.head = head
 
     def _ddp(self, module: torch.nn.Module) -> DistributedDataParallel:
+        """DDP for a 110M-parameter encoder (--ddp-tuned): 440 MB of fp32 gradients go in 50 MB
+        buckets (PyTorch's 25 MB means ~18 all-reduce launches per step); gradients are views
+        into the buckets (no copy, one gradient-sized buffer less). Without accumulation the
+        graph is static within one DDP (rebuilt whenever the trainable set changes), so DDP can
+        skip re-checking which parameters were used; static_graph fails under no_sync (torch
+        2.13: "expect_autograd_hooks_ INTERNAL ASSERT"), so not with --grad-accum > 1.
+        --no-ddp-tuned: PyTorch's defaults."""
+        tuned = dict(bucket_cap_mb=50, gradient_as_bucket_view=True,
+                     static_graph=self.config.grad_accum == 1) if self.config.ddp_tuned else {}
         return DistributedDataParallel(
-            module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            **tuned)
 
     def no_sync(self, final_micro_step: bool):
         """Skip DDP's gradient all-reduce on all but the last micro batch of an optimizer step."""
@@ -133,20 +156,24 @@ class DDPEngine(Scorer):
         self.scaler.scale(loss).backward()
 
     def step(self) -> dict:
-        """Clip, step the optimizer and the LR schedule. Returns the gradient norm and whether the
-        step was skipped for non-finite gradients (the same on every rank: grads are all-reduced)."""
+        """Clip, step the optimizer and the LR schedule. Returns the gradient norm, the loss scale
+        and whether the step was skipped for non-finite gradients (the same on every rank: grads
+        are all-reduced) as device tensors: reading one waits for the device, so the trainer
+        reads them only every --log-every steps."""
         self.scaler.unscale_(self.optimizer)
-        params = self.trainable
         max_norm = self.config.max_grad_norm or math.inf
-        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-        scale = self.scaler.get_scale()
+        norm = torch.nn.utils.clip_grad_norm_(self.trainable, max_norm)
         if self.scaler.is_enabled():
+            scale = self.scaler._get_scale_async().clone()  # get_scale() would wait for the device
             self.scaler.step(self.optimizer)  # skips the step itself on inf/nan
-            self.scaler.update()
-            skipped = self.scaler.get_scale() < scale
+            self.scaler.update()  # halves the scale on the device after a skipped step
+            skipped = self.scaler._get_scale_async() < scale
         else:
-            skipped = not math.isfinite(norm)
-            if not skipped:
+            scale, skipped = torch.ones_like(norm), ~torch.isfinite(norm)
+            if self.optimizer.defaults["fused"]:
+                self.optimizer.found_inf = skipped.float()  # the fused kernel skips the update
+                self.optimizer.step()
+            elif not skipped.item():  # a host sync: only where fused AdamW is not available
                 self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

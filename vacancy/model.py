@@ -89,6 +89,9 @@ def load_model(name: str, labels: list[str], **overrides):
     """`AutoModelForSequenceClassification` set up for multi-label output over `labels`."""
     from transformers import AutoModelForSequenceClassification
     path = resolve_model(name)
+    # fp32 weights whatever the checkpoint stores (transformers 5 keeps an fp16 checkpoint's
+    # dtype): autocast computes in fp16/bf16, AdamW must update fp32 master weights
+    overrides.setdefault("dtype", torch.float32)
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=len(labels), problem_type="multi_label_classification",

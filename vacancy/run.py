@@ -35,7 +35,9 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
     labels, targets, leaked = data.labels, data.targets, data.leaked
     datasets = {name: TitleDataset(data.tokens[name], targets[name])
                 for name in ("train", "val", "test")}
-    collate = PadCollator(tokenizer.pad_token_id, multiple_of=8 if device.type == "cuda" else 1)
+    # multiples of 8: tensor-core friendly shapes on GPU, and few shapes to compile
+    collate = PadCollator(tokenizer.pad_token_id,
+                          multiple_of=8 if device.type == "cuda" or config.compile else 1)
     loaders = {name: make_loader(ds, config, collate, train=name == "train")
                for name, ds in datasets.items()}
 

@@ -138,6 +138,8 @@ class Trainer:
         self.state = RunState()
         self.on_log = on_log or (lambda record: None)
         self.steps_per_epoch = steps_per_epoch(train_loader, config.grad_accum)
+        self._window: list = []  # (device tensor of the step's numbers, its LRs) per step
+        self._seen, self._window_start = [0, 0], time.perf_counter()
         self.cache_head, self.cache = self._cache_head(), None
         self.signalled = self.stopping = False  # SIGUSR1 seen here / on some rank
 
@@ -243,13 +245,14 @@ class Trainer:
         loss_sum = torch.tensor(resumed["loss"][dist.rank()] if resumed else [0.0, 0.0],
                                 dtype=torch.float64, device=engine.device)
         progress = Progress(f"epoch {epoch + 1}", n_batches, enabled=dist.is_main(), done=skip)
-        seen, step_start = [0, 0], time.perf_counter()  # samples, non-pad tokens in this step
+        # samples and non-padding tokens since the last record (host counts: no sync)
+        self._seen, self._window_start = [0, 0], time.perf_counter()
         for i, batch in enumerate(loader, start=skip):
             if i % config.grad_accum == 0:
                 # Dropout RNG is a function of (seed, epoch, step, rank), so a run resumed at any
                 # step, mid-epoch too, continues exactly as the uninterrupted run would.
                 torch.manual_seed(step_seed(config.seed, epoch, i, dist.rank()))
-            seen = [seen[0] + len(batch["labels"]), seen[1] + n_tokens(batch)]
+            self._seen = [self._seen[0] + len(batch["labels"]), self._seen[1] + n_tokens(batch)]
             batch = _to(batch, engine.device)
             first = i - i % config.grad_accum
             in_step = min(config.grad_accum, n_batches - first)  # the last step may be short
@@ -263,15 +266,12 @@ class Trainer:
             loss_sum[1] += n
             if final:
                 lrs = engine.lrs()  # the LRs this step uses (the scheduler moves on in step())
-                out = engine.step()
-                # throughput of all ranks together, timed from the end of the previous step
-                seen = dist.all_reduce_sum(torch.tensor(seen, device=engine.device)).tolist()
-                now = time.perf_counter()
-                out.update(samples_per_s=seen[0] / (now - step_start),
-                           tokens_per_s=seen[1] / (now - step_start))
-                seen, step_start = [0, 0], now
-                self._after_step(out, loss.item(), lrs)
+                self._after_step(engine.step(), loss.detach(), lrs)
+                if self.state.step % config.log_every == 0 or i == n_batches - 1:
+                    self._log_steps()
                 if self._save_now() and i + 1 < n_batches:  # at the epoch's end fit() saves
+                    if self._window:  # the history then holds every step up to the checkpoint
+                        self._log_steps()
                     self._save_in_epoch(i + 1, loss_sum, time.perf_counter() - start)
                     if self.stopping:
                         progress.close()
@@ -282,22 +282,40 @@ class Trainer:
         total = dist.all_reduce_sum(loss_sum)
         return float(total[0] / total[1]), int(total[1])
 
-    def _after_step(self, out: dict, loss: float, lrs: dict) -> None:
-        state = self.state
-        state.step += 1
-        if out["skipped"]:
-            state.skipped_steps += 1
-            self._bad_run += 1
+    def _after_step(self, out: dict, loss: torch.Tensor, lrs: dict) -> None:
+        """Count the optimizer step and keep its numbers on the device until the next record
+        (reading them now would make the host wait for the device every step)."""
+        self.state.step += 1
+        self._window.append((torch.stack([torch.as_tensor(out[k], dtype=torch.float32,
+                                                          device=self.engine.device)
+                                          for k in ("grad_norm", "loss_scale", "skipped")]
+                                         + [loss.float()]), lrs))
+
+    def _log_steps(self) -> dict:
+        """Read the steps since the last record (one host sync), count the skipped ones, and log
+        one step record: means of rank 0's loss (last micro batch of each step) and of the
+        gradient norm, the steps skipped, the last step's LRs and loss scale, and the
+        throughput of all ranks together since the last record, data loading included."""
+        values = torch.stack([v for v, _ in self._window]).tolist()  # waits for the device
+        lrs, self._window = self._window[-1][1], []
+        seen = dist.all_reduce_sum(torch.tensor(self._seen, device=self.engine.device)).tolist()
+        now = time.perf_counter()
+        seconds, self._seen, self._window_start = now - self._window_start, [0, 0], now
+        for norm, scale, skipped, loss in values:
+            self.state.skipped_steps += int(skipped)
+            self._bad_run = self._bad_run + 1 if skipped else 0
             if self._bad_run >= MAX_BAD_STEPS:
                 raise TrainingError(
                     f"the last {self._bad_run} optimizer steps had non-finite gradients (loss "
                     f"{loss}); lower --lr/--head-lr or use --precision bf16/fp32")
-        else:
-            self._bad_run = 0
-        self.on_log({"kind": "step", "step": state.step, "train_loss": loss,
-                     "grad_norm": out["grad_norm"], "loss_scale": out["loss_scale"],
-                     "skipped": out["skipped"], **{f"lr/{k}": v for k, v in lrs.items()},
-                     "samples_per_s": out["samples_per_s"], "tokens_per_s": out["tokens_per_s"]})
+        record = {"kind": "step", "step": self.state.step,
+                  "train_loss": sum(v[3] for v in values) / len(values),
+                  "grad_norm": sum(v[0] for v in values) / len(values),
+                  "loss_scale": values[-1][1], "skipped": int(sum(v[2] for v in values)),
+                  **{f"lr/{k}": v for k, v in lrs.items()},
+                  "samples_per_s": seen[0] / seconds, "tokens_per_s": seen[1] / seconds}
+        self.on_log(record)
+        return record
 
     _bad_run = 0
 
