@@ -114,7 +114,7 @@ def mixed_run(tmp_path_factory, tiny_model, small_csv):
     """One real training run with the default --ensemble on."""
     out = tmp_path_factory.mktemp("mixed") / "run"
     python("train_ddp.py", *flags(data=small_csv, model=tiny_model, output_dir=out,
-                                  **{**TINY_RUN, "epochs": 2}))
+                                  **{**TINY_RUN, "epochs": 2, "ensemble": "on"}))
     return out
 
 
