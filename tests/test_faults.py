@@ -76,7 +76,9 @@ def test_killed_mid_epoch_resumes_from_its_last_step(restart, tmp_path, ddp_run,
     # of those inside epoch 2, not from the end of epoch 1, and still ends exactly like ddp_run
     # (which saved only at epoch ends): same steps, dropout, train loss means and metrics.
     out = tmp_path / "run"
-    args = flags(data=small_csv, model=tiny_model, output_dir=out, save_every_steps=4, **TINY_RUN)
+    # a step record every step, so the history can be checked step by step
+    args = flags(data=small_csv, model=tiny_model, output_dir=out, save_every_steps=4,
+                 log_every=1, **TINY_RUN)
     if restart == "torchrun":
         proc = torchrun(2, "tests/instrumented_train.py", *args, timeout=300,
                         extra_torchrun=("--max-restarts", "1"), VACANCY_FAULT="kill:1:2")
