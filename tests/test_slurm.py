@@ -120,8 +120,9 @@ def test_time_limit_warning_saves_mid_epoch_and_requeues(cluster, tmp_path, tiny
     # on from that very step to the end. Small batches and no frozen epoch make the run long
     # enough (3 x 72 steps) for the signal to land inside it.
     assert "#SBATCH --signal=B:USR1@" in (ROOT / "slurm" / "train.sh").read_text()
+    # (a step record every step: the history is checked step by step below)
     job_id = submit(cluster, tmp_path, tiny_model, small_csv, epochs=3, freeze_epochs=0,
-                    batch_size=4, save_every_steps=5)
+                    batch_size=4, save_every_steps=5, log_every=1)
     run, log_file = job_files(tmp_path, job_id)
     job = cluster.wait(job_id, until=lambda job: (run / "last").exists()
                        or job["JobState"] in FINAL, every=0.2)
