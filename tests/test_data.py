@@ -1,12 +1,17 @@
 import logging
+import string
+from pathlib import Path
 
 import numpy as np
+import pytest
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
-from vacancy.data import (LabelSpace, PadCollator, clean_title, count_leaked, parse_labels,
-                          read_csv, split)
+from vacancy.data import (LabelSpace, PadCollator, TokenIds, _word_tokenizer, clean_title,
+                          clean_titles, count_leaked, parse_labels, read_csv, split, tokenize)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_clean_title_lowercases_and_drops_punctuation_tokens():
@@ -15,6 +20,35 @@ def test_clean_title_lowercases_and_drops_punctuation_tokens():
     assert clean_title("  ...  ") == ""
     once = clean_title("Data Engineer / ML Engineer!")
     assert clean_title(once) == once  # prediction may clean already-clean text
+
+
+def nltk_clean(text):  # clean_title without its plain-words shortcut
+    tokens = _word_tokenizer().tokenize(str(text).lower())
+    return " ".join(t for t in tokens if not all(c in string.punctuation for c in t))
+
+
+@pytest.mark.parametrize("data", ["data/vacancies.csv", "../shared/data/onet_titles_major.csv",
+                                  "../shared/data/onet_titles_it.csv"])
+def test_the_plain_words_shortcut_cleans_as_nltk_does(data):
+    path = ROOT / data
+    if not path.exists():
+        pytest.skip(f"{data} is not here")
+    titles = pd.read_csv(path, dtype=str, keep_default_na=False)["title"].unique().tolist()
+    titles += ["We cannot hire", "gonna Be", "WANNA code", "gotta go", "lemme", "gimme 5",
+               "cannotx", "  a   b ", "Dev 2", "It's", "", "\tq\na"]
+    assert [clean_title(t) for t in titles] == [nltk_clean(t) for t in titles]
+
+
+def test_titles_are_cleaned_and_tokenized_once_each_in_order(tiny_model):
+    from vacancy.model import load_tokenizer
+    titles = ["Java Dev", "java dev", "QA (remote)", "Java Dev", "very " * 40 + "long", "QA"]
+    assert clean_titles(titles) == [clean_title(t) for t in titles]
+    tokenizer = load_tokenizer(str(tiny_model))
+    ids = tokenize(tokenizer, titles, 16, "train", chunk=2)
+    assert [ids[i].tolist() for i in range(len(titles))] == \
+        tokenizer(titles, truncation=True, max_length=16)["input_ids"]
+    assert ids.take(np.array([2, 0])).offsets.tolist() == [0, len(ids[2]), len(ids[2]) + len(ids[0])]
+    assert len(TokenIds(np.zeros(0, np.int32), np.zeros(1, np.int64)).take(np.array([], int))) == 0
 
 
 def test_parse_labels_normalises_spacing_and_case():
