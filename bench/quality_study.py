@@ -23,6 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from vacancy.data import load_splits  # noqa: E402
@@ -32,14 +33,17 @@ from vacancy.metrics import choose_thresholds, f1_counts, predict_labels  # noqa
 POLICIES = ("0.5", "per-label", "shrunk", "global")
 
 
-def train(data: str, run_dir: Path, seed: int, nproc: int, flags: list[str]) -> None:
+def train(data: str, run_dir: Path, seed: int, nproc: int, flags: list[str],
+          pooling: str) -> None:
     if (run_dir / "metrics.json").exists():
         return
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
     resume = ["--resume"] if (run_dir / "config.json").exists() else []
     # the study mixes and thresholds the runs itself (cells below), from the transformer alone
-    cmd = [*launcher, str(ROOT / "train_ddp.py"), "--data", data, "--seed", str(seed),
+    script = [str(ROOT / "train_ddp.py")] if pooling == "cls" else \
+        [str(ROOT / "bench" / "pooling.py"), pooling]
+    cmd = [*launcher, *script, "--data", data, "--seed", str(seed),
            "--output-dir", str(run_dir), "--wandb", "off", "--ensemble", "off", *resume, *flags]
     print("$", " ".join(cmd), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // nproc))}
@@ -47,12 +51,15 @@ def train(data: str, run_dir: Path, seed: int, nproc: int, flags: list[str]) -> 
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def transformer_probs(run_dir: Path, parts) -> dict[str, np.ndarray]:
+def transformer_probs(run_dir: Path, parts, pooling: str) -> dict[str, np.ndarray]:
     """val/test probabilities of the run's best/ (cached in study.npz)."""
     path = run_dir / "study.npz"
     if not path.exists():
         from vacancy.inference import load_checkpoint, predict_probs
         model, tokenizer, _, _ = load_checkpoint(run_dir / "best")  # the transformer alone
+        if pooling == "mean":  # best/ loads as the stock class (bench/pooling.py)
+            from pooling import apply
+            apply(model, pooling)
         titles = {part: getattr(parts, part)["title"].tolist() for part in ("val", "test")}
         np.savez(path, **{part: predict_probs(model, tokenizer, t) for part, t in titles.items()})
     return dict(np.load(path))
@@ -84,8 +91,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/study")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument("--pooling", choices=("cls", "fresh", "mean"), default="cls",
+                        help="what the classifier reads (bench/pooling.py); cls is the stock head")
     args, flags = parser.parse_known_args(argv)
     flags = [f for f in flags if f != "--"]
+    if args.pooling == "mean" and "--no-frozen-cache" not in flags:
+        flags.append("--no-frozen-cache")  # the cache holds the first token's state only
     study = Path(args.out) / args.name
     study.mkdir(parents=True, exist_ok=True)
     data = load_splits(args.data)
@@ -96,14 +107,16 @@ def main(argv=None) -> int:
     per_seed, best_epochs = [], []
     for seed in args.seeds:
         run_dir = study / f"s{seed}"
-        train(args.data, run_dir, seed, args.nproc, flags)
-        probs = {"tfidf": tfidf_probs, "transformer": transformer_probs(run_dir, data.parts)}
+        train(args.data, run_dir, seed, args.nproc, flags, args.pooling)
+        probs = {"tfidf": tfidf_probs,
+                 "transformer": transformer_probs(run_dir, data.parts, args.pooling)}
         per_seed.append(cells(probs, targets))
         metrics = json.loads((run_dir / "metrics.json").read_text())
         best_epochs.append(f"{metrics['best_epoch']}/{len(metrics['epochs'])}")
 
     print(f"\n{args.name}: {len(data.parts.test)} test titles, seeds {args.seeds}, best epoch "
-          f"{', '.join(best_epochs)}, train flags {' '.join(flags) or '(defaults)'}")
+          f"{', '.join(best_epochs)}, pooling {args.pooling}, train flags "
+          f"{' '.join(flags) or '(defaults)'}")
     lines = ["| model | thresholds | at least one | test micro-F1 | test macro-F1 |",
              "| --- | --- | --- | ---: | ---: |"]
     rows = {}
@@ -117,7 +130,8 @@ def main(argv=None) -> int:
     print("\n".join(lines))
     (study / "study.md").write_text("\n".join(lines) + "\n")
     (study / "study.json").write_text(json.dumps({"data": args.data, "seeds": args.seeds,
-                                                  "flags": flags, "cells": rows}, indent=1))
+                                                  "flags": flags, "pooling": args.pooling,
+                                                  "cells": rows}, indent=1))
     return 0
 
 
