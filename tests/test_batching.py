@@ -1,7 +1,10 @@
 """Length-grouped batching: DistributedSampler's semantics (shards of equal size covering every
 title, a function of seed and epoch), with batches of similar length."""
+import math
+
 import numpy as np
 import pytest
+import torch
 from torch.utils.data import DistributedSampler
 
 from vacancy.config import TrainConfig
@@ -39,6 +42,35 @@ def test_order_is_a_function_of_seed_and_epoch():
     assert shards(2, epoch=3) == shards(2, epoch=3)  # a resumed run sees the same batches
     assert shards(2, epoch=3) != shards(2, epoch=4)
     assert shards(2, epoch=3) != shards(2, epoch=3, seed=7)
+
+
+def loop_order(lengths, batch_size, world, rank, seed, epoch, group):
+    """LengthGroupedSampler's order written as plain loops (how it read before it was vectorised):
+    a resumed run must see the batches its checkpoint's code would have shown it."""
+    generator = torch.Generator()
+    generator.manual_seed(seed + epoch)
+    total = math.ceil(len(lengths) / world) * world
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    order = (order * math.ceil(total / len(lengths)))[:total]
+    span, batches = batch_size * world, []
+    for start in range(0, total, span * group):
+        chunk = sorted(order[start:start + span * group], key=lengths.__getitem__)
+        batches += [chunk[i:i + span] for i in range(0, len(chunk), span)]
+    short = batches.pop() if len(batches[-1]) < span else None
+    batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+    if short:
+        batches.append(short)
+    return [i for b in batches for i in b[rank * (len(b) // world):(rank + 1) * (len(b) // world)]]
+
+
+@pytest.mark.parametrize("n, batch_size, world, group", [(1003, 8, 1, 5), (1003, 8, 3, 5),
+                                                           (50, 4, 2, 50), (7, 3, 2, 1)])
+def test_order_is_that_of_the_plain_loops(n, batch_size, world, group):
+    lengths = LENGTHS[:n]
+    for rank in range(world):
+        sampler = LengthGroupedSampler(lengths, batch_size, world, rank, 42, group=group)
+        sampler.set_epoch(2)
+        assert list(sampler) == loop_order(lengths, batch_size, world, rank, 42, 2, group)
 
 
 def test_batches_hold_titles_of_similar_length_in_random_order():

@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
-import math
 import multiprocessing
 import os
 import re
@@ -291,23 +290,21 @@ class LengthGroupedSampler(torch.utils.data.DistributedSampler):
     def __iter__(self):
         generator = torch.Generator()
         generator.manual_seed(self.seed + self.epoch)
-        n, world = len(self.lengths), self.num_replicas
-        order = torch.randperm(n, generator=generator).tolist()
-        order = (order * math.ceil(self.total_size / n))[:self.total_size]
-        span = self.batch_size * world
-        batches = []
-        for start in range(0, self.total_size, span * self.group):
-            chunk = sorted(order[start:start + span * self.group], key=self.lengths.__getitem__)
-            batches += [chunk[i:i + span] for i in range(0, len(chunk), span)]
-        short = batches.pop() if len(batches[-1]) < span else None
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
-        if short:  # its length is a multiple of world (total_size is)
-            batches.append(short)
-        mine = []
-        for batch in batches:
-            share = len(batch) // world
-            mine += batch[self.rank * share:(self.rank + 1) * share]
-        return iter(mine)
+        world, span = self.num_replicas, self.batch_size * self.num_replicas
+        order = np.resize(torch.randperm(len(self.lengths), generator=generator).numpy(),
+                          self.total_size)  # repeated from its start, as DistributedSampler pads
+        # a stable sort by (chunk of `group` global batches, length): each chunk sorted by length
+        chunk = np.arange(self.total_size) // (span * self.group)
+        lengths = np.asarray(self.lengths)[order]
+        order = order[np.argsort(chunk * (lengths.max(initial=0) + 1) + lengths, kind="stable")]
+        full = len(order) // span
+        batches = order[:full * span].reshape(full, span)
+        batches = batches[torch.randperm(full, generator=generator).numpy()]
+        mine = batches[:, self.rank * self.batch_size:(self.rank + 1) * self.batch_size].ravel()
+        short = order[full * span:]  # a short last global batch stays last; its length is a
+        share = len(short) // world  # multiple of world (total_size is)
+        return iter(np.concatenate([mine, short[self.rank * share:(self.rank + 1) * share]])
+                    .tolist())
 
 
 class ResumableSampler(torch.utils.data.Sampler):
@@ -340,9 +337,8 @@ class LengthSortedSampler(torch.utils.data.DistributedSampler):
         self.lengths = lengths
 
     def __iter__(self):
-        order = sorted(range(len(self.lengths)), key=self.lengths.__getitem__)
-        order = (order * math.ceil(self.total_size / len(order)))[:self.total_size]
-        return iter(order[self.rank:self.total_size:self.num_replicas])
+        order = np.resize(np.argsort(self.lengths, kind="stable"), self.total_size)
+        return iter(order[self.rank:self.total_size:self.num_replicas].tolist())
 
 
 class PadCollator:
