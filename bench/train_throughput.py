@@ -163,10 +163,8 @@ def run_ours(args, data, device, cache: bool = True, flip_grouping: bool = False
 def run_notebook(args, data, device) -> dict:
     from torch.utils.data import DataLoader, Dataset
     from transformers import get_linear_schedule_with_warmup
-    from vacancy.engine import resolve_precision
     from vacancy.model import encoder_of, load_model, load_tokenizer
-    precision = resolve_precision("auto", device)  # what ours runs in: same precision for both
-    tokenizer = load_tokenizer(args.model)
+    tokenizer = load_tokenizer(args.model)  # the notebook trained in fp32
 
     class NotebookDataset(Dataset):  # tokenizes one title per __getitem__, padded to 128
         def __init__(self, titles, targets):

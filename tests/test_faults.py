@@ -40,22 +40,27 @@ def test_kill_during_save_leaves_the_previous_checkpoints_loadable(tmp_path, tin
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "last"]
 
 
+def kill_rank_1_in_epoch_2(restart: str, args: list[str], out, before_relaunch=None):
+    """Rank 1 is SIGKILLed halfway through epoch 2. `torchrun --max-restarts 1` restarts both
+    workers in place, and they resume on their own; or the job is launched again with --resume,
+    as a user (or a Slurm requeue: tests/test_slurm.py) would. Returns the run that finished."""
+    if restart == "torchrun":
+        return torchrun(2, "tests/instrumented_train.py", *args, timeout=300,
+                        extra_torchrun=("--max-restarts", "1"), VACANCY_FAULT="kill:1:2")
+    killed = torchrun(2, "tests/instrumented_train.py", *args, check=False, timeout=300,
+                      VACANCY_FAULT="kill:1:2")
+    assert killed.returncode != 0 and not (out / "metrics.json").exists()
+    if before_relaunch:
+        before_relaunch()
+    return torchrun(2, "tests/instrumented_train.py", *args, "--resume", timeout=300)
+
+
 @pytest.mark.parametrize("restart", ["torchrun", "relaunch"])
 def test_killed_rank_resumes_and_ends_like_an_uninterrupted_run(restart, tmp_path, ddp_run,
                                                                 tiny_model, small_csv):
-    # Rank 1 is SIGKILLed halfway through epoch 2. `torchrun --max-restarts 1` restarts both
-    # workers in place, and they resume on their own; or the job is launched again with
-    # --resume, as a user (or a Slurm requeue: tests/test_slurm.py) would.
     out = tmp_path / "run"
     args = flags(data=small_csv, model=tiny_model, output_dir=out, **TINY_RUN)
-    if restart == "torchrun":
-        proc = torchrun(2, "tests/instrumented_train.py", *args, timeout=300,
-                        extra_torchrun=("--max-restarts", "1"), VACANCY_FAULT="kill:1:2")
-    else:
-        killed = torchrun(2, "tests/instrumented_train.py", *args, check=False, timeout=300,
-                          VACANCY_FAULT="kill:1:2")
-        assert killed.returncode != 0 and not (out / "metrics.json").exists()
-        proc = torchrun(2, "tests/instrumented_train.py", *args, "--resume", timeout=300)
+    proc = kill_rank_1_in_epoch_2(restart, args, out)
     assert "resumed from" in proc.stdout and "at epoch 1 " in proc.stdout, proc.stdout[-3000:]
     resumed = json.loads((out / "metrics.json").read_text())
     straight = json.loads((ddp_run / "metrics.json").read_text())
@@ -79,19 +84,14 @@ def test_killed_mid_epoch_resumes_from_its_last_step(restart, tmp_path, ddp_run,
     # a step record every step, so the history can be checked step by step
     args = flags(data=small_csv, model=tiny_model, output_dir=out, save_every_steps=4,
                  log_every=1, **TINY_RUN)
-    if restart == "torchrun":
-        proc = torchrun(2, "tests/instrumented_train.py", *args, timeout=300,
-                        extra_torchrun=("--max-restarts", "1"), VACANCY_FAULT="kill:1:2")
-    else:
-        killed = torchrun(2, "tests/instrumented_train.py", *args, check=False, timeout=300,
-                          VACANCY_FAULT="kill:1:2")
-        assert killed.returncode != 0 and not (out / "metrics.json").exists()
-        # the position inside the epoch is per rank: another world size is refused
-        wrong = python("train_ddp.py", *args, "--resume", check=False)
+
+    def before_relaunch():  # the position inside the epoch is per rank: another world size is
+        wrong = python("train_ddp.py", *args, "--resume", check=False)  # refused
         assert wrong.returncode == 2 and wrong.stderr.strip().splitlines()[-1] == (
             f"error: {out}/last was saved inside epoch 2 by 2 process(es): resume it with 2, "
             "not 1"), wrong.stderr[-3000:]
-        proc = torchrun(2, "tests/instrumented_train.py", *args, "--resume", timeout=300)
+
+    proc = kill_rank_1_in_epoch_2(restart, args, out, before_relaunch)
     straight = json.loads((ddp_run / "metrics.json").read_text())
     per_epoch = straight["optimizer_steps"] // TINY_RUN["epochs"]
     killed_at = per_epoch + per_epoch // 2  # instrumented_train.py: halfway through epoch 2

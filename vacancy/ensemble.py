@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from .metrics import choose_thresholds, f1_counts, macro_f1_at, micro_f1_at, predict_labels
+from .metrics import choose_thresholds, f1_counts, predict_labels
 from .results import write_json
 
 log = logging.getLogger("vacancy")
@@ -122,8 +122,7 @@ def val_score(probs: np.ndarray, targets: np.ndarray, policy: str, at_least_one:
     """What the mixing weight maximises on val: the mean of micro- and macro-F1 at the thresholds
     that `policy` picks on the same val data."""
     thresholds = choose_thresholds(probs, targets, policy)
-    return (micro_f1_at(probs, targets, thresholds, at_least_one)
-            + macro_f1_at(probs, targets, thresholds, at_least_one)) / 2
+    return sum(f1_counts(predict_labels(probs, thresholds, at_least_one), targets)) / 2
 
 
 def tune_weight(model_probs: np.ndarray, tfidf_probs: np.ndarray, targets: np.ndarray,

@@ -130,10 +130,6 @@ def micro_f1_at(probs, targets, thresholds, at_least_one: bool = False) -> float
     return f1_counts(predict_labels(probs, thresholds, at_least_one), targets)[0]
 
 
-def macro_f1_at(probs, targets, thresholds, at_least_one: bool = False) -> float:
-    return f1_counts(predict_labels(probs, thresholds, at_least_one), targets)[1]
-
-
 def _f1_at(probs: np.ndarray, targets: np.ndarray, threshold: float, average: str) -> float:
     return float(f1_score(targets.astype(int), (probs >= threshold).astype(int), average=average,
                           zero_division=0))

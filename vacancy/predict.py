@@ -16,8 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported when used: --help answers before pandas loads
+    import pandas as pd
 
 
 class PredictError(ValueError):
@@ -37,7 +41,7 @@ def select(probs: np.ndarray, thresholds: np.ndarray, top_k: int | None,
     return out
 
 
-def read_titles(path: str) -> "pd.DataFrame":
+def read_titles(path: str) -> pd.DataFrame:
     """The input CSV as it is (every column kept for the output), checked for a `title` column."""
     import pandas as pd
     if not Path(path).is_file():
