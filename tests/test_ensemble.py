@@ -41,6 +41,16 @@ def test_tfidf_model_fits_on_a_sample_of_large_train_sets():
     assert np.argmax(model.logits(["java developer"])) == 0
 
 
+def test_tfidf_model_fits_when_joblib_maps_the_data_to_its_workers():
+    # joblib memory-maps arrays over 1 MB for its worker processes: the 5k-title O*NET sample
+    # is enough; here every array is, so the small set goes the same way
+    joblib = pytest.importorskip("joblib")
+    targets = np.array(LABELS * 3, dtype=float)
+    with joblib.parallel_config(max_nbytes=1, n_jobs=2):
+        model = TfidfModel.fit(TITLES, targets)
+    assert np.argmax(model.logits(["java developer"])) == 0
+
+
 def noisy_scores(rng, n=400, labels=6):
     targets = (rng.random((n, labels)) < 0.15).astype(float)
     targets[np.arange(n), rng.integers(0, labels, n)] = 1  # every title has an area

@@ -66,8 +66,12 @@ class TfidfModel:
         if len(titles) > max_titles:
             keep = np.random.default_rng(seed).choice(len(titles), max_titles, replace=False)
             titles, targets = titles[keep], targets[keep]
-        # every core: the other ranks of a run wait for this one at a barrier meanwhile
-        pipeline = build_classifier(C, seed, n_jobs=-1).fit(titles, targets)
+        # every core: the other ranks of a run wait for this one at a barrier meanwhile. joblib
+        # hands large arrays to its workers memory-mapped, read-only by default, and liblinear
+        # refuses those (`WRITEBACKIFCOPY base is read-only`): copy-on-write maps it accepts
+        import joblib
+        with joblib.parallel_config(mmap_mode="c"):
+            pipeline = build_classifier(C, seed, n_jobs=-1).fit(titles, targets)
         union, ovr = pipeline.steps[0][1], pipeline.steps[1][1]
         coef, intercept = [], []
         for est in ovr.estimators_:

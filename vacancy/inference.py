@@ -6,6 +6,7 @@ cleaning (data.clean_title) and the batching used here.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def predict_probs(model, tokenizer, titles, batch_size: int = 256, max_length: i
     collate = PadCollator(tokenizer.pad_token_id)
     device = next(model.parameters()).device
     probs = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
-    for start in tqdm(range(0, len(ids), batch_size), disable=not progress, desc="predict"):
+    # a bar only on a terminal: in a log file a redrawn bar shows its first frame alone
+    bar = progress and sys.stderr.isatty()
+    for start in tqdm(range(0, len(ids), batch_size), disable=not bar, desc="predict"):
         rows = order[start:start + batch_size]
         batch = collate([(i, ids[i], torch.zeros(0)) for i in rows])
         logits = model(input_ids=batch["input_ids"].to(device),
