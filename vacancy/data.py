@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import MultiLabelBinarizer
 
 log = logging.getLogger("vacancy")
 
@@ -141,6 +139,7 @@ def split(df: pd.DataFrame, seed: int = 42, path: str = "data") -> Splits:
     if len(df) < 10:
         raise DataError(f"{path}: {len(df)} usable row(s); the 90/10 then 80/20 split needs at "
                         "least 10")
+    from sklearn.model_selection import train_test_split  # here: a warm start never splits
     rest, test = train_test_split(df, train_size=0.9, random_state=seed)
     train, val = train_test_split(rest, train_size=0.8, random_state=seed)
     return Splits(*(part.reset_index(drop=True) for part in (train, val, test)))
@@ -173,12 +172,11 @@ def count_leaked(train: pd.DataFrame, other: pd.DataFrame) -> int:
 
 
 class LabelSpace:
-    """The label binarizer: fitted on train (`fit`) or rebuilt from a saved model's labels."""
+    """The label binarizer: fitted on train (`fit`) or rebuilt from a saved model's labels;
+    columns in sorted label order."""
 
     def __init__(self, names: list[str]) -> None:
         self.names = sorted(names)
-        self.mlb = MultiLabelBinarizer(classes=self.names)
-        self.mlb.fit([])
 
     @classmethod
     def fit(cls, train_labels) -> "LabelSpace":
@@ -200,8 +198,12 @@ class LabelSpace:
             kinds = sorted(set(unseen))
             log.warning("%s: dropped %d occurrence(s) of %d label(s) not seen in train: %s",
                         part, len(unseen), len(kinds), ", ".join(kinds[:10]))
-        kept = [[x for x in row if x in known] for row in labels]
-        return self.mlb.transform(kept).astype(np.float32)
+        column = {x: i for i, x in enumerate(self.names)}
+        cells = [(r, column[x]) for r, row in enumerate(labels) for x in row if x in column]
+        out = np.zeros((len(labels), len(self.names)), np.float32)
+        if cells:
+            out[tuple(np.array(cells).T)] = 1
+        return out
 
     def __len__(self) -> int:
         return len(self.names)

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (classification_report, f1_score, hamming_loss,
-                             precision_recall_fscore_support, precision_score, recall_score)
 
 from .config import THRESHOLD_POLICIES  # noqa: F401 (re-exported)
 
@@ -92,6 +90,8 @@ def predict_labels(probs: np.ndarray, thresholds: np.ndarray,
 def evaluate(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarray,
              labels: list[str], at_least_one: bool = False) -> tuple[dict, str]:
     """All reported metrics at `thresholds`, and sklearn's per-label classification report."""
+    from sklearn.metrics import (classification_report, f1_score, hamming_loss,
+                                 precision_recall_fscore_support, precision_score, recall_score)
     y = targets.astype(int)
     pred = predict_labels(probs, thresholds, at_least_one)
     p, r, f, s = precision_recall_fscore_support(y, pred, zero_division=0)
@@ -131,6 +131,7 @@ def micro_f1_at(probs, targets, thresholds, at_least_one: bool = False) -> float
 
 
 def _f1_at(probs: np.ndarray, targets: np.ndarray, threshold: float, average: str) -> float:
+    from sklearn.metrics import f1_score
     return float(f1_score(targets.astype(int), (probs >= threshold).astype(int), average=average,
                           zero_division=0))
 
