@@ -34,15 +34,18 @@ POLICIES = ("0.5", "per-label", "shrunk", "global")
 
 
 def train(data: str, run_dir: Path, seed: int, nproc: int, flags: list[str],
-          pooling: str) -> None:
+          pooling: str, label_weights: float) -> None:
     if (run_dir / "metrics.json").exists():
         return
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
     resume = ["--resume"] if (run_dir / "config.json").exists() else []
     # the study mixes and thresholds the runs itself (cells below), from the transformer alone
-    script = [str(ROOT / "train_ddp.py")] if pooling == "cls" else \
-        [str(ROOT / "bench" / "pooling.py"), pooling]
+    script = [str(ROOT / "train_ddp.py")]
+    if pooling != "cls":
+        script = [str(ROOT / "bench" / "pooling.py"), pooling]
+    elif label_weights:
+        script = [str(ROOT / "bench" / "label_weights.py"), str(label_weights)]
     cmd = [*launcher, *script, "--data", data, "--seed", str(seed),
            "--output-dir", str(run_dir), "--wandb", "off", "--ensemble", "off", *resume, *flags]
     print("$", " ".join(cmd), flush=True)
@@ -93,6 +96,9 @@ def main(argv=None) -> int:
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--pooling", choices=("cls", "fresh", "mean"), default="cls",
                         help="what the classifier reads (bench/pooling.py); cls is the stock head")
+    parser.add_argument("--label-weights", type=float, default=0.0, metavar="POWER",
+                        help="weight each label's positives by (neg/pos)**POWER in the training "
+                        "loss (bench/label_weights.py); 0: the stock loss")
     args, flags = parser.parse_known_args(argv)
     flags = [f for f in flags if f != "--"]
     if args.pooling == "mean" and "--no-frozen-cache" not in flags:
@@ -107,7 +113,7 @@ def main(argv=None) -> int:
     per_seed, best_epochs = [], []
     for seed in args.seeds:
         run_dir = study / f"s{seed}"
-        train(args.data, run_dir, seed, args.nproc, flags, args.pooling)
+        train(args.data, run_dir, seed, args.nproc, flags, args.pooling, args.label_weights)
         probs = {"tfidf": tfidf_probs,
                  "transformer": transformer_probs(run_dir, data.parts, args.pooling)}
         per_seed.append(cells(probs, targets))
@@ -115,8 +121,8 @@ def main(argv=None) -> int:
         best_epochs.append(f"{metrics['best_epoch']}/{len(metrics['epochs'])}")
 
     print(f"\n{args.name}: {len(data.parts.test)} test titles, seeds {args.seeds}, best epoch "
-          f"{', '.join(best_epochs)}, pooling {args.pooling}, train flags "
-          f"{' '.join(flags) or '(defaults)'}")
+          f"{', '.join(best_epochs)}, pooling {args.pooling}, label weights {args.label_weights}, "
+          f"train flags {' '.join(flags) or '(defaults)'}")
     lines = ["| model | thresholds | at least one | test micro-F1 | test macro-F1 |",
              "| --- | --- | --- | ---: | ---: |"]
     rows = {}
@@ -131,6 +137,7 @@ def main(argv=None) -> int:
     (study / "study.md").write_text("\n".join(lines) + "\n")
     (study / "study.json").write_text(json.dumps({"data": args.data, "seeds": args.seeds,
                                                   "flags": flags, "pooling": args.pooling,
+                                                  "label_weights": args.label_weights,
                                                   "cells": rows}, indent=1))
     return 0
 
