@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from vacancy.data import load_splits  # noqa: E402
-from vacancy.ensemble import TfidfModel, mix, tune_weight  # noqa: E402
+from vacancy.ensemble import TfidfModel, mix, tune_weights  # noqa: E402
 from vacancy.metrics import choose_thresholds, f1_counts, predict_labels  # noqa: E402
 
 POLICIES = ("0.5", "per-label", "shrunk", "global")
@@ -75,10 +75,10 @@ def cells(probs: dict, targets: dict) -> dict[tuple, tuple[float, float]]:
         for fallback in (False, True):
             for source in ("tfidf", "transformer", "mix"):
                 if source == "mix":
-                    w, _ = tune_weight(probs["transformer"]["val"], probs["tfidf"]["val"],
-                                       targets["val"], policy, fallback)
-                    val, test = (mix(probs["transformer"][p], probs["tfidf"][p], w)
-                                 for p in ("val", "test"))
+                    both = {p: {name: probs[name][p] for name in ("transformer", "tfidf")}
+                            for p in ("val", "test")}
+                    w, _ = tune_weights(both["val"], targets["val"], policy, fallback)
+                    val, test = mix(both["val"], w), mix(both["test"], w)
                 else:
                     val, test = probs[source]["val"], probs[source]["test"]
                 thresholds = choose_thresholds(val, targets["val"], policy)

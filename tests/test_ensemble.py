@@ -1,5 +1,6 @@
 """The decision rule of a run: thresholds, the at-least-one fallback, early stopping, and the mix
-with the TF-IDF model (unit tests, then one real training run that saves and reuses the mix)."""
+with the TF-IDF model and the kNN part (unit tests, then one real training run that saves and
+reuses the mix)."""
 import json
 from types import SimpleNamespace
 
@@ -8,9 +9,10 @@ import pandas as pd
 import pytest
 
 from conftest import TINY_RUN, flags, python
-from vacancy.ensemble import TfidfModel, build_classifier, mix, tune_weight, val_score
+from vacancy.ensemble import (Neighbours, TfidfModel, build_classifier, load_decision, mix,
+                              tune_weights, val_score)
 from vacancy.evaluate import evaluate_checkpoint
-from vacancy.inference import load_tagger, predict_probs
+from vacancy.inference import encode, load_tagger, predict_probs
 from vacancy.metrics import (choose_thresholds, f1_counts, global_threshold, micro_f1_at,
                              predict_labels, tune_thresholds)
 from vacancy.trainer import RunState, patience_ran_out
@@ -51,26 +53,69 @@ def test_tfidf_model_fits_when_joblib_maps_the_data_to_its_workers():
     assert np.argmax(model.logits(["java developer"])) == 0
 
 
-def noisy_scores(rng, n=400, labels=6):
+def noisy_scores(rng, n=400, labels=6, parts=2):
     targets = (rng.random((n, labels)) < 0.15).astype(float)
     targets[np.arange(n), rng.integers(0, labels, n)] = 1  # every title has an area
-    a = np.clip(targets * 0.45 + rng.random((n, labels)) * 0.6, 0, 1)
-    b = np.clip(targets * 0.45 + rng.random((n, labels)) * 0.6, 0, 1)
-    return targets, a, b
+    return targets, *(np.clip(targets * 0.45 + rng.random((n, labels)) * 0.6, 0, 1)
+                      for _ in range(parts))
 
 
-def test_the_mix_is_never_worse_than_its_better_part_on_val():
+@pytest.mark.parametrize("n_parts", [2, 3])
+def test_the_mix_is_never_worse_than_its_best_part_on_val(n_parts):
     rng = np.random.default_rng(0)
-    for _ in range(5):
-        targets, a, b = noisy_scores(rng)
+    for _ in range(3):
+        targets, *probs = noisy_scores(rng, parts=n_parts)
+        parts = dict(zip(["transformer", "tfidf", "knn"], probs))
         for policy in ("shrunk", "0.5"):
-            w, scores = tune_weight(a, b, targets, policy, at_least_one=True)
-            assert scores[0.0] == pytest.approx(val_score(b, targets, policy, True))
-            assert scores[1.0] == pytest.approx(val_score(a, targets, policy, True))
-            assert scores[w] >= max(scores[0.0], scores[1.0])
-            # two independent noisy models: averaging beats either (the reason for the mix)
-            assert 0 < w < 1
-    np.testing.assert_allclose(mix(a, b, 0.3), 0.3 * a + 0.7 * b)
+            weights, scores = tune_weights(parts, targets, policy, at_least_one=True)
+            assert len(scores) == {2: 11, 3: 66}[n_parts]
+            assert sum(weights.values()) == pytest.approx(1)
+            alone = [val_score(p, targets, policy, True) for p in parts.values()]
+            for i, score in enumerate(alone):
+                assert scores[tuple(float(i == j) for j in range(n_parts))] == \
+                    pytest.approx(score)
+            assert scores[tuple(weights.values())] >= max(alone)
+            # independent noisy models: averaging beats each (the reason for the mix)
+            assert all(0 < w < 1 for w in weights.values())
+    a, b = probs[:2]
+    np.testing.assert_allclose(mix({"a": a, "b": b}, {"a": 0.3, "b": 0.7}), 0.3 * a + 0.7 * b)
+
+
+def test_the_knn_part_scores_a_title_by_its_closest_train_titles(tmp_path):
+    rng = np.random.default_rng(0)
+    keys = rng.normal(size=(50, 8))
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    targets = (rng.random((50, 3)) < 0.4).astype(np.uint8)
+    knn = Neighbours(keys, targets, k=1)
+    queries = knn.vectors[[7, 3]]  # a train title finds itself
+    np.testing.assert_array_equal(knn.probs(queries), targets[[7, 3]])
+    # k > 1: a similarity-weighted share of the k closest titles' labels, in [0, 1]
+    knn = Neighbours(keys, targets, k=5)
+    probs = knn.probs(queries + 0.01)
+    assert probs.shape == (2, 3) and (probs >= 0).all() and (probs <= 1 + 1e-6).all()
+    sims = knn.vectors @ (queries[0] + 0.01)
+    top = np.argsort(-sims)[:5]
+    w = np.exp((sims[top] - 1) / Neighbours.TEMPERATURE)
+    np.testing.assert_allclose(probs[0], (w / w.sum()) @ targets[top], rtol=1e-5)
+    # half precision on disk and in memory: the loaded part scores exactly as the saved one
+    knn.save(tmp_path / "knn")
+    assert sorted(p.name for p in (tmp_path / "knn").iterdir()) == \
+        ["knn.json", "train.safetensors"]
+    loaded = Neighbours.load(tmp_path / "knn")
+    np.testing.assert_array_equal(loaded.probs(queries), knn.probs(queries))
+    assert Neighbours(keys[:3], targets[:3], k=10).k == 3
+
+
+def test_a_best_dir_of_the_two_part_mix_still_loads(tmp_path):
+    """best/ written before the kNN part: one transformer weight beside the TF-IDF model."""
+    TfidfModel.fit(TITLES, np.array(LABELS * 3, dtype=float)).save(tmp_path / "tfidf")
+    (tmp_path / "decision.json").write_text(json.dumps(
+        {"at_least_one": True, "transformer_weight": 0.4, "tfidf": "tfidf"}))
+    at_least_one, weights, tfidf, neighbours = load_decision(tmp_path)
+    assert at_least_one and weights == {"transformer": 0.4, "tfidf": pytest.approx(0.6)}
+    assert isinstance(tfidf, TfidfModel) and neighbours is None
+    (tmp_path / "decision.json").unlink()  # older still: the transformer alone, no fallback
+    assert load_decision(tmp_path) == (False, {"transformer": 1.0}, None, None)
 
 
 def test_threshold_policies():
@@ -132,30 +177,38 @@ def test_the_run_reports_each_part_and_saves_the_mix(mixed_run, small_csv):
     metrics = json.loads((mixed_run / "metrics.json").read_text())
     best = mixed_run / "best"
     decision = json.loads((best / "decision.json").read_text())
-    assert decision["transformer_weight"] == metrics["transformer_weight"]
+    weights = decision["weights"]
+    assert list(weights) == ["transformer", "tfidf", "knn"]
+    assert weights == {part: metrics[f"{part}_weight"] for part in weights}
+    assert sum(weights.values()) == pytest.approx(1)
     assert decision["at_least_one"] is True and (best / "tfidf" / "weights.safetensors").exists()
+    assert (best / "knn" / "train.safetensors").exists()
     assert not list(best.rglob("*.pkl")) and not list(best.rglob("*.joblib"))
     val = {part: (metrics[f"{part}_val_micro_f1"] + metrics[f"{part}_val_macro_f1"]) / 2
-           for part in ("transformer", "tfidf", "mix")}
-    assert val["mix"] >= max(val["transformer"], val["tfidf"]) - 1e-12
+           for part in ("transformer", "tfidf", "knn", "mix")}
+    assert val["mix"] >= max(val["transformer"], val["tfidf"], val["knn"]) - 1e-12
     assert metrics["micro_f1"] == pytest.approx(metrics["mix_test_micro_f1"])
-    assert "mix (transformer weight" in (mixed_run / "report.txt").read_text()
+    assert "best/ predicts with the mix (transformer" in (mixed_run / "report.txt").read_text()
 
     # best/ alone reproduces the run's test metrics in one process, mix included
     single, _ = evaluate_checkpoint(best, str(small_csv))
     for key in ("micro_f1", "macro_f1", "samples_f1"):
         assert single[key] == pytest.approx(metrics[key], abs=1e-9)
 
-    # and the saved probabilities are the weighted mean of the two models'
+    # and the saved probabilities are the weighted mean of the three parts'
     saved = pd.read_csv(mixed_run / "test_predictions.csv", keep_default_na=False)
     tagger = load_tagger(best)
     labels = tagger.labels
     titles = saved["title"].tolist()
-    expected = mix(predict_probs(tagger.model, tagger.tokenizer, titles),
-                   TfidfModel.load(best / "tfidf").probs(titles), decision["transformer_weight"])
+    probs, vectors = encode(tagger.model, tagger.tokenizer, titles, vectors=True)
+    np.testing.assert_allclose(probs, predict_probs(tagger.model, tagger.tokenizer, titles))
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)
+    parts = {"transformer": probs, "tfidf": TfidfModel.load(best / "tfidf").probs(titles),
+             "knn": Neighbours.load(best / "knn").probs(vectors)}
+    expected = mix(parts, weights)
     np.testing.assert_allclose(saved[[f"p_{x}" for x in labels]].to_numpy(), expected, atol=1e-5)
     alone = load_tagger(best, ensemble=False)
-    assert alone.tfidf is None
+    assert alone.tfidf is None and alone.neighbours is None
     np.testing.assert_allclose(alone.probs(titles[:5]),
                                predict_probs(tagger.model, tagger.tokenizer, titles[:5]))
 

@@ -87,6 +87,10 @@ class TrainConfig:
                 "mix its probabilities with the transformer's, the weight picked on val (0 and 1 "
                 "included); best/ then predicts with the mix. `off`: the transformer alone.",
         "choices": ("on", "off")})
+    knn: int = field(default=10, metadata={
+        "help": "With --ensemble on, a third part in the mix: each title scored by the labels of "
+                "its K most similar train titles under the fine-tuned encoder (mean token "
+                "states, cosine); its weight is picked on val with the others. 0 leaves it out."})
     patience: int = field(default=2, metadata={
         "help": "Stop when val loss has not improved for this many unfrozen epochs (best/ keeps "
                 "the best epoch); 0 trains every epoch."})
@@ -148,7 +152,7 @@ class TrainConfig:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{name(key)}: must be >= 1, got {getattr(self, key)}")
         for key in ("freeze_epochs", "num_workers", "weight_decay", "max_grad_norm", "patience",
-                    "save_every_steps"):
+                    "save_every_steps", "knn"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{name(key)}: must be >= 0, got {getattr(self, key)}")
         if self.freeze_epochs > self.epochs:

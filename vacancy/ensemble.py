@@ -1,13 +1,16 @@
-"""The TF-IDF model that trains beside the transformer, and the mix of their probabilities.
+"""The parts that score titles beside the transformer, and the mix of their probabilities.
 
 On small data a linear model over word and character n-grams is a strong rival of a fine-tuned
-encoder, and the two make different mistakes, so a weighted mean of their probabilities beats both
-(docs/results/quality.md). The run fits the TF-IDF model on the same train split in seconds, picks
-the weight on val (0 and 1 included: the mix is never worse than its better part on val), and saves
-it in `best/` as JSON and safetensors: nothing is pickled.
+encoder, and the two make different mistakes; the labels of a title's closest train titles under
+the fine-tuned encoder (a kNN part) differ again. A weighted mean of their probabilities beats
+each of them (docs/results/quality.md). The run fits the TF-IDF model on the same train split in
+seconds, encodes the train titles once for the kNN part, picks the weights on val (a part may get
+0 or 1: the mix is never worse than its best part on val), and saves everything in `best/` as
+JSON and safetensors: nothing is pickled.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -24,11 +27,12 @@ from .results import write_json
 
 log = logging.getLogger("vacancy")
 TFIDF_DIR = "tfidf"
+KNN_DIR = "knn"
 DECISION_FILE = "decision.json"
 # Fitting on more titles than this buys the linear model little and costs minutes: on millions of
-# titles it fits on a random sample of this size (docs/results/quality.md has the timings).
+# titles it fits on a random sample of this size (docs/results/quality.md has the timings), and the
+# kNN part keeps the same sample.
 MAX_FIT_TITLES = 100_000
-WEIGHTS = np.round(np.linspace(0, 1, 11), 2)  # candidate transformer weights
 
 
 def build_classifier(C: float = 10.0, seed: int = 42, n_jobs: int | None = None):
@@ -118,25 +122,64 @@ class TfidfModel:
         return cls(vectorizers, arrays["coef"], arrays["intercept"])
 
 
-def mix(model_probs: np.ndarray, tfidf_probs: np.ndarray, weight: float) -> np.ndarray:
-    return weight * model_probs + (1 - weight) * tfidf_probs
+class Neighbours:
+    """The kNN part: a title's score for a label is the share of its k closest train titles that
+    have the label, each weighted by exp(cosine / TEMPERATURE). Titles are compared by the
+    fine-tuned encoder's mean token states (`inference.encode`); the train vectors are kept at
+    half precision, in memory as on disk, so best/ predicts exactly what the run measured."""
+    TEMPERATURE = 0.05
+
+    def __init__(self, vectors: np.ndarray, targets: np.ndarray, k: int) -> None:
+        self.vectors = np.asarray(vectors, np.float16).astype(np.float32)
+        self.targets = np.asarray(targets, np.uint8)
+        self.k = min(k, len(self.vectors))
+
+    def probs(self, vectors: np.ndarray, chunk: int = 256) -> np.ndarray:
+        out = np.empty((len(vectors), self.targets.shape[1]), np.float32)
+        for start in range(0, len(vectors), chunk):
+            sims = vectors[start:start + chunk] @ self.vectors.T
+            top = np.argpartition(-sims, self.k - 1, axis=1)[:, :self.k]
+            weights = np.exp((np.take_along_axis(sims, top, axis=1) - 1) / self.TEMPERATURE)
+            weights /= weights.sum(axis=1, keepdims=True)
+            out[start:start + chunk] = np.einsum("nk,nkl->nl", weights, self.targets[top])
+        return out
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "knn.json").write_text(json.dumps({"k": self.k,
+                                                   "temperature": self.TEMPERATURE}))
+        save_file({"vectors": self.vectors.astype(np.float16), "targets": self.targets},
+                  str(path / "train.safetensors"))
+
+    @classmethod
+    def load(cls, path: Path) -> "Neighbours":
+        arrays = load_file(str(path / "train.safetensors"))
+        k = json.loads((path / "knn.json").read_text())["k"]
+        return cls(arrays["vectors"], arrays["targets"], k)
+
+
+def mix(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """The weighted mean of the parts' probabilities."""
+    return sum(weights[name] * probs for name, probs in parts.items())
 
 
 def val_score(probs: np.ndarray, targets: np.ndarray, policy: str, at_least_one: bool) -> float:
-    """What the mixing weight maximises on val: the mean of micro- and macro-F1 at the thresholds
+    """What the mixing weights maximise on val: the mean of micro- and macro-F1 at the thresholds
     that `policy` picks on the same val data."""
     thresholds = choose_thresholds(probs, targets, policy)
     return sum(f1_counts(predict_labels(probs, thresholds, at_least_one), targets)) / 2
 
 
-def tune_weight(model_probs: np.ndarray, tfidf_probs: np.ndarray, targets: np.ndarray,
-                policy: str, at_least_one: bool) -> tuple[float, dict[float, float]]:
-    """The transformer's weight in the mix with the best val score, and the score of every
-    candidate (ties go to the transformer)."""
-    scores = {float(w): val_score(mix(model_probs, tfidf_probs, w), targets, policy, at_least_one)
-              for w in WEIGHTS}
+def tune_weights(parts: dict[str, np.ndarray], targets: np.ndarray, policy: str,
+                 at_least_one: bool) -> tuple[dict[str, float], dict[tuple, float]]:
+    """Each part's weight in the mix (steps of 0.1, summing to 1) with the best val score, and the
+    score of every candidate. Ties go to the earlier parts: the transformer first."""
+    candidates = [tuple(round(t / 10, 1) for t in ticks)
+                  for ticks in itertools.product(range(11), repeat=len(parts)) if sum(ticks) == 10]
+    scores = {w: val_score(mix(parts, dict(zip(parts, w))), targets, policy, at_least_one)
+              for w in candidates}
     best = max(scores, key=lambda w: (round(scores[w], 12), w))
-    return best, scores
+    return dict(zip(parts, best)), scores
 
 
 @dataclass
@@ -144,46 +187,79 @@ class Decision:
     """How best/ turns a title's probabilities into areas, as picked on val at the end of a run."""
     thresholds: np.ndarray
     at_least_one: bool
-    weight: float  # the transformer's weight in the mix; 1.0: the transformer alone
+    weights: dict[str, float]  # each part's share of the mix; {"transformer": 1.0}: it alone
     tfidf: TfidfModel | None
+    neighbours: Neighbours | None
     test_probs: np.ndarray  # what best/ gives on test
     summary: dict  # flat metrics.json entries: val and test F1 of each part and of the mix
     table: str  # the same, as printed at the end of the run
 
     def save(self, best: Path, labels: list[str]) -> None:
-        """thresholds.json, decision.json and (with a TF-IDF part) tfidf/, beside the weights."""
-        if self.tfidf is not None:
-            tmp = best / (TFIDF_DIR + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.tfidf.save(tmp)
-            shutil.rmtree(best / TFIDF_DIR, ignore_errors=True)
-            os.replace(tmp, best / TFIDF_DIR)
+        """thresholds.json, decision.json and the parts beside the transformer (tfidf/, knn/)."""
+        for folder, part in ((TFIDF_DIR, self.tfidf), (KNN_DIR, self.neighbours)):
+            if part is not None:
+                tmp = best / (folder + ".tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                part.save(tmp)
+                shutil.rmtree(best / folder, ignore_errors=True)
+                os.replace(tmp, best / folder)
         write_json(best / "thresholds.json", dict(zip(labels, map(float, self.thresholds))))
         write_json(best / DECISION_FILE, {"at_least_one": self.at_least_one,
-                                          "transformer_weight": self.weight,
-                                          "tfidf": TFIDF_DIR if self.tfidf else None})
+                                          "weights": self.weights,
+                                          "tfidf": TFIDF_DIR if self.tfidf else None,
+                                          "knn": KNN_DIR if self.neighbours else None})
 
 
-def decide(config, data, val_probs: np.ndarray, test_probs: np.ndarray) -> Decision:
-    """Fit the TF-IDF model (with --ensemble on), pick the mixing weight and the thresholds on
-    val, and score every part on val and test the same way, so the run says which one won."""
+def fit_neighbours(best: Path, device, texts: dict, test_titles, train_targets: np.ndarray,
+                   k: int) -> tuple[Neighbours, tuple[np.ndarray, np.ndarray]]:
+    """The kNN part over best/'s encoder, and its val and test probabilities. Rank 0 encodes
+    while the other ranks wait, so it may use every core."""
+    import torch
+
+    from .inference import encode, load_checkpoint
+    model, tokenizer, _, _ = load_checkpoint(best, device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or threads)
+    try:
+        vectors = {part: encode(model, tokenizer, titles, vectors=True)[1]
+                   for part, titles in (("train", texts["train"]), ("val", texts["val"]),
+                                        ("test", list(test_titles)))}
+    finally:
+        torch.set_num_threads(threads)
+    neighbours = Neighbours(vectors["train"], train_targets, k)
+    return neighbours, (neighbours.probs(vectors["val"]), neighbours.probs(vectors["test"]))
+
+
+def decide(config, data, val_probs: np.ndarray, test_probs: np.ndarray, best: Path,
+           device) -> Decision:
+    """Fit the parts beside the transformer (with --ensemble on), pick the mixing weights and the
+    thresholds on val, and score every part on val and test the same way, so the run says which
+    one won."""
     policy, fallback = config.threshold_policy, config.at_least_one
     val_y, test_y = data.targets["val"], data.targets["test"]
     parts = {"transformer": (val_probs, test_probs)}
-    tfidf, weight = None, 1.0
+    tfidf = neighbours = None
+    weights = {"transformer": 1.0}
     if config.ensemble == "on":
         start = time.perf_counter()
         texts = data.titles()  # prepared.PreparedData: a sample of train, and val
         train_targets = data.targets["train"][np.asarray(texts["train_index"], dtype=np.int64)]
         tfidf = TfidfModel.fit(texts["train"], train_targets, seed=config.seed)
         parts["tfidf"] = (tfidf.probs(texts["val"]), tfidf.probs(data.test["title"]))
-        weight, _ = tune_weight(val_probs, parts["tfidf"][0], val_y, policy, fallback)
-        parts["mix"] = tuple(mix(m, t, weight)
-                             for m, t in zip(parts["transformer"], parts["tfidf"]))
-        log.info("ensemble: TF-IDF model fitted on %d train titles in %.1fs; transformer weight "
-                 "%.1f picked on val", len(texts["train"]),
-                 time.perf_counter() - start, weight)
-    summary = {"transformer_weight": weight}
+        log.info("ensemble: TF-IDF model fitted on %d train titles in %.1fs",
+                 len(texts["train"]), time.perf_counter() - start)
+        if config.knn:
+            start = time.perf_counter()
+            neighbours, parts["knn"] = fit_neighbours(best, device, texts, data.test["title"],
+                                                      train_targets, config.knn)
+            log.info("ensemble: kNN part over %d train titles (k=%d) in %.1fs",
+                     len(texts["train"]), neighbours.k, time.perf_counter() - start)
+        weights, _ = tune_weights({name: val for name, (val, _) in parts.items()}, val_y, policy,
+                                  fallback)
+        parts["mix"] = tuple(mix({name: p[i] for name, p in parts.items()}, weights)
+                             for i in (0, 1))
+        log.info("ensemble: weights picked on val: %s", describe(weights))
+    summary = {f"{name}_weight": w for name, w in weights.items()}
     lines = [f"{'(thresholds ' + policy + ')':28s} val micro-F1  val macro-F1  test micro-F1  "
              "test macro-F1"]
     for name, (val, test) in parts.items():
@@ -192,23 +268,36 @@ def decide(config, data, val_probs: np.ndarray, test_probs: np.ndarray) -> Decis
                   *f1_counts(predict_labels(test, thresholds, fallback), test_y))
         summary.update(zip([f"{name}_{k}" for k in ("val_micro_f1", "val_macro_f1",
                                                     "test_micro_f1", "test_macro_f1")], scores))
-        label = f"mix (transformer weight {weight:.1f})" if name == "mix" else name
-        lines.append(f"{label:28s} " + "  ".join(f"{x:12.4f}" for x in scores))
+        lines.append(f"{name:28s} " + "  ".join(f"{x:12.4f}" for x in scores))
     if tfidf is not None:
-        winner = {0.0: "the TF-IDF model alone",
-                  1.0: "the transformer alone"}.get(weight, "the mix")
-        lines.append(f"best/ predicts with the mix; on val {winner} scored best")
+        alone = [name for name, w in weights.items() if w == 1.0]
+        winner = f"the {alone[0]} part alone" if alone else "the mix"
+        lines.append(f"best/ predicts with the mix ({describe(weights)}); on val {winner} "
+                     "scored best")
     final = parts["mix" if tfidf is not None else "transformer"]
-    return Decision(choose_thresholds(final[0], val_y, policy), fallback, weight, tfidf,
-                    final[1], summary, "\n".join(lines))
+    return Decision(choose_thresholds(final[0], val_y, policy), fallback, weights, tfidf,
+                    neighbours, final[1], summary, "\n".join(lines))
 
 
-def load_decision(model_dir: Path) -> tuple[bool, float, TfidfModel | None]:
-    """(at_least_one, transformer weight, TF-IDF model or None) saved in a best/ directory; a
-    best/ of an earlier version (no decision.json) is the transformer alone, no fallback."""
-    path = Path(model_dir) / DECISION_FILE
+def describe(weights: dict[str, float]) -> str:
+    return ", ".join(f"{name} {w:.1f}" for name, w in weights.items())
+
+
+def load_decision(model_dir: Path) -> tuple[bool, dict[str, float], TfidfModel | None,
+                                            Neighbours | None]:
+    """(at_least_one, the parts' weights, TF-IDF model or None, kNN part or None) saved in a best/
+    directory. A part of weight 0 is not loaded. A best/ of an earlier version is read too: one
+    transformer weight and a TF-IDF part, or (no decision.json) the transformer alone with no
+    fallback."""
+    model_dir = Path(model_dir)
+    path = model_dir / DECISION_FILE
     if not path.exists():
-        return False, 1.0, None
+        return False, {"transformer": 1.0}, None, None
     saved = json.loads(path.read_text())
-    tfidf = TfidfModel.load(Path(model_dir) / saved["tfidf"]) if saved["tfidf"] else None
-    return saved["at_least_one"], saved["transformer_weight"], tfidf
+    weights = saved.get("weights") or {"transformer": saved["transformer_weight"],
+                                       "tfidf": 1.0 - saved["transformer_weight"]}
+    tfidf = TfidfModel.load(model_dir / saved["tfidf"]) \
+        if saved["tfidf"] and weights.get("tfidf") else None
+    neighbours = Neighbours.load(model_dir / saved["knn"]) \
+        if saved.get("knn") and weights.get("knn") else None
+    return saved["at_least_one"], weights, tfidf, neighbours

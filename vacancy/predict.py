@@ -3,8 +3,8 @@
     python -m vacancy.predict --model runs/my/best "Senior Java Developer" "Data Engineer / ML"
     python -m vacancy.predict --model runs/my/best --input titles.csv --output tagged.csv
 
-A title's probabilities are the transformer's, mixed with the TF-IDF model saved beside it when
-the run trained one (`--ensemble off`: the transformer alone). An area is predicted when its
+A title's probabilities are the transformer's, mixed with the TF-IDF model and the kNN part saved
+beside it when the run trained them (`--ensemble off`: the transformer alone). An area is predicted when its
 probability reaches the per-label threshold saved with the model (thresholds.json, picked on val),
 and a title with none gets its most probable area when the run said so (decision.json);
 `--threshold T` uses T for every label instead, and `--top-k K` keeps at most the K most probable
@@ -84,8 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, help="at most this many areas per title, the most "
                                                   "probable first")
     parser.add_argument("--ensemble", choices=("on", "off"), default="on",
-                        help="off: the transformer alone, without the TF-IDF model saved beside "
-                             "it (default: as the run saved it)")
+                        help="off: the transformer alone, without the TF-IDF model and kNN part "
+                             "saved beside it (default: as the run saved it)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--max-length", type=int, default=64)
     args = parser.parse_args(argv)

@@ -75,7 +75,7 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
     test_logits, test_targets = predict_logits(scorer, loaders["test"], len(datasets["test"]))
     metrics = {}
     if dist.is_main():  # the TF-IDF fit and the files: rank 0 only, the others wait below
-        decision = decide(config, data, sigmoid(val_logits), sigmoid(test_logits))
+        decision = decide(config, data, sigmoid(val_logits), sigmoid(test_logits), best, device)
         metrics, report = evaluate(decision.test_probs, test_targets, decision.thresholds,
                                    labels.names, config.at_least_one)
         report += "\n" + decision.table + "\n"
