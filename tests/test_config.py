@@ -36,6 +36,7 @@ def test_unknown_or_abbreviated_flag_is_a_config_error():
     ({"thresholds": "1.5"}, "thresholds: a fixed threshold must be in"),
     ({"thresholds": "best"}, "thresholds: expected shrunk, global, per-label or a number"),
     ({"log_every": 0}, "log_every: must be >= 1"),
+    ({"knn": -1}, "knn: must be >= 0"),
     ({"compile": True, "deepspeed": "ds_config.json"}, "--compile is not supported with"),
 ])
 def test_bad_values_are_rejected_with_the_field_named(values, message):

@@ -83,9 +83,10 @@ class TrainConfig:
         "help": "A title whose labels all stay under their thresholds gets its most probable "
                 "label (every title has an area). --no-at-least-one turns it off."})
     ensemble: str = field(default="on", metadata={
-        "help": "`on`: also fit the TF-IDF + logistic regression model on the train split and "
-                "mix its probabilities with the transformer's, the weight picked on val (0 and 1 "
-                "included); best/ then predicts with the mix. `off`: the transformer alone.",
+        "help": "`on`: also fit the TF-IDF + logistic regression model (and the kNN part: "
+                "--knn) on the train split and mix their probabilities with the transformer's, "
+                "the weights picked on val (0 and 1 included); best/ then predicts with the mix. "
+                "`off`: the transformer alone.",
         "choices": ("on", "off")})
     knn: int = field(default=10, metadata={
         "help": "With --ensemble on, a third part in the mix: each title scored by the labels of "

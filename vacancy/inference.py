@@ -31,7 +31,6 @@ def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu"):
     return model, tokenizer, labels, thresholds
 
 
-@torch.no_grad()
 def predict_probs(model, tokenizer, titles, batch_size: int = 256, max_length: int = 64,
                   progress: bool = False) -> np.ndarray:
     """Sigmoid probabilities (titles x labels). Titles are cleaned as in training and scored in

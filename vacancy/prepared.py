@@ -45,9 +45,9 @@ class PreparedData:
     targets: dict[str, np.ndarray]  # binary label matrices (float32)
     leaked: int  # test titles that occur verbatim in train
     test: pd.DataFrame  # test titles (cleaned) and label lists, for test_predictions.csv
-    # the texts the TF-IDF part of the run fits and scores on (ensemble.decide): "train_index"
-    # (a sample of at most ensemble.MAX_FIT_TITLES train rows), "train" (their titles), "val";
-    # read from the cache only when asked for (rank 0, at the end of the run)
+    # the texts the TF-IDF and kNN parts of the run fit and score on (ensemble.decide):
+    # "train_index" (a sample of at most ensemble.MAX_FIT_TITLES train rows), "train" (their
+    # titles), "val"; read from the cache only when asked for (rank 0, at the end of the run)
     texts: dict | Path
 
     def titles(self) -> dict:

@@ -74,7 +74,7 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
     val_logits, val_targets = predict_logits(scorer, loaders["val"], len(datasets["val"]))
     test_logits, test_targets = predict_logits(scorer, loaders["test"], len(datasets["test"]))
     metrics = {}
-    if dist.is_main():  # the TF-IDF fit and the files: rank 0 only, the others wait below
+    if dist.is_main():  # the other parts of the mix and the files: rank 0 only, the others wait
         decision = decide(config, data, sigmoid(val_logits), sigmoid(test_logits), best, device)
         metrics, report = evaluate(decision.test_probs, test_targets, decision.thresholds,
                                    labels.names, config.at_least_one)
