@@ -192,13 +192,12 @@ class LabelSpace:
 
     def encode(self, labels, part: str) -> np.ndarray:
         """Binary matrix; labels unseen in train are dropped with a warning that counts them."""
-        known = set(self.names)
-        unseen = [x for row in labels for x in row if x not in known]
+        column = {x: i for i, x in enumerate(self.names)}
+        unseen = [x for row in labels for x in row if x not in column]
         if unseen:
             kinds = sorted(set(unseen))
             log.warning("%s: dropped %d occurrence(s) of %d label(s) not seen in train: %s",
                         part, len(unseen), len(kinds), ", ".join(kinds[:10]))
-        column = {x: i for i, x in enumerate(self.names)}
         cells = [(r, column[x]) for r, row in enumerate(labels) for x in row if x in column]
         out = np.zeros((len(labels), len(self.names)), np.float32)
         if cells:
