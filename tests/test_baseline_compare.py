@@ -70,6 +70,18 @@ def test_baseline_metrics_follow_from_its_predictions(baselines):
         assert again["macro_f1"] == pytest.approx(metrics["macro_f1"], abs=1e-4)
 
 
+def test_baseline_fits_again_on_train_and_val_unless_told_not_to(baselines, small_csv, tmp_path):
+    refit = read_metrics(baselines / "strict")
+    assert refit["refit_val_titles"] == refit["n_val"] > 0
+    python("-m", "vacancy.baseline", "--data", small_csv, "--output-dir", tmp_path,
+           "--thresholds", "0.95", "--no-refit")
+    alone = read_metrics(tmp_path)
+    assert alone["refit_val_titles"] == 0 and alone["best_val_loss"] == refit["best_val_loss"]
+    probs = [pd.read_csv(d / "test_predictions.csv").filter(like="p_").to_numpy()
+             for d in (tmp_path, baselines / "strict")]
+    assert np.abs(probs[0] - probs[1]).max() > 1e-3
+
+
 def test_baseline_refuses_to_overwrite_and_reports_bad_data(baselines, tmp_path, capsys):
     missing = tmp_path / "nope.csv"
     assert baseline_main(["--data", str(missing), "--output-dir", str(baselines / "tuned")]) == 2

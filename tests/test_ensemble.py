@@ -188,7 +188,12 @@ def test_the_run_reports_each_part_and_saves_the_mix(mixed_run, small_csv):
            for part in ("transformer", "tfidf", "knn", "mix")}
     assert val["mix"] >= max(val["transformer"], val["tfidf"], val["knn"]) - 1e-12
     assert metrics["micro_f1"] == pytest.approx(metrics["mix_test_micro_f1"])
-    assert "best/ predicts with the mix (transformer" in (mixed_run / "report.txt").read_text()
+    report = (mixed_run / "report.txt").read_text()
+    assert "best/ predicts with the mix (transformer" in report
+    # --refit on: once val has picked the weights, the kNN part remembers val's titles too
+    assert metrics["refit_val_titles"] == metrics["n_val"] > 0
+    assert f"{metrics['n_train']} train + {metrics['n_val']} val titles (--refit on)" in report
+    assert len(Neighbours.load(best / "knn").vectors) == metrics["n_train"] + metrics["n_val"]
 
     # best/ alone reproduces the run's test metrics in one process, mix included
     single, _ = evaluate_checkpoint(best, str(small_csv))

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 
 from .config import ConfigError, threshold_policy
 from .data import DataError, load_splits
@@ -39,13 +40,17 @@ def run_baseline(args: argparse.Namespace) -> dict:
     # decision_function gives the per-label logits, so val loss is the same BCE a transformer
     # run reports and sigmoid() gives predict_proba's probabilities.
     val_logits = classifier.decision_function(parts.val["title"])
-    test_probs = sigmoid(classifier.decision_function(parts.test["title"]))
     thresholds = choose_thresholds(sigmoid(val_logits), targets["val"],
                                    threshold_policy(args.thresholds))
+    if args.refit:  # as the trainer's TF-IDF part: val has picked the thresholds, now it trains
+        classifier.fit(parts.train["title"].tolist() + parts.val["title"].tolist(),
+                       np.concatenate([targets["train"], targets["val"]]))
+    test_probs = sigmoid(classifier.decision_function(parts.test["title"]))
     metrics, report = evaluate(test_probs, targets["test"], thresholds, labels.names,
                                args.at_least_one)
     metrics.update(best_val_loss=bce_with_logits(val_logits, targets["val"]), best_epoch=None,
                    n_train=len(parts.train), n_val=len(parts.val), n_test=len(parts.test),
+                   refit_val_titles=len(parts.val) if args.refit else 0,
                    test_in_train=leaked, world_size=1, precision="fp64", model=MODEL_NAME,
                    engine="sklearn", optimizer_steps=None, skipped_steps=0,
                    train_seconds=round(train_seconds, 1),
@@ -67,6 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--at-least-one", action=argparse.BooleanOptionalAction, default=True,
                         help="a title with no label over its threshold gets its most probable "
                              "one, as in training")
+    parser.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True,
+                        help="once the thresholds are picked on val, fit again on train + val "
+                             "for test (the trainer's --refit on does so for its TF-IDF part)")
     parser.add_argument("--C", type=float, default=10.0,
                         help="inverse L2 regularisation strength of each logistic regression")
     parser.add_argument("--split-seed", type=int, default=42)

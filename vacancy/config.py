@@ -92,6 +92,12 @@ class TrainConfig:
         "help": "With --ensemble on, a third part in the mix: each title scored by the labels of "
                 "its K most similar train titles under the fine-tuned encoder (mean token "
                 "states, cosine); its weight is picked on val with the others. 0 leaves it out."})
+    refit: str = field(default="on", metadata={
+        "help": "With --ensemble on, once the weights are picked on val, fit the TF-IDF and kNN "
+                "parts again on train + val for test and best/ (val is labelled data that the "
+                "transformer does not learn from; within the 100k-title sample). `off`: train "
+                "alone.",
+        "choices": ("on", "off")})
     patience: int = field(default=2, metadata={
         "help": "Stop when val loss has not improved for this many unfrozen epochs (best/ keeps "
                 "the best epoch); 0 trains every epoch."})

@@ -210,10 +210,9 @@ class Decision:
                                           "knn": KNN_DIR if self.neighbours else None})
 
 
-def fit_neighbours(best: Path, device, texts: dict, test_titles, train_targets: np.ndarray,
-                   k: int) -> tuple[Neighbours, tuple[np.ndarray, np.ndarray]]:
-    """The kNN part over best/'s encoder, and its val and test probabilities. Rank 0 encodes
-    while the other ranks wait, so it may use every core."""
+def encode_titles(best: Path, device, texts: dict, test_titles) -> dict[str, np.ndarray]:
+    """best/'s encoder vectors of the train sample, val and test titles, for the kNN part. Rank 0
+    encodes while the other ranks wait, so it may use every core."""
     import torch
 
     from .inference import encode, load_checkpoint
@@ -221,45 +220,69 @@ def fit_neighbours(best: Path, device, texts: dict, test_titles, train_targets: 
     threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or threads)
     try:
-        vectors = {part: encode(model, tokenizer, titles, vectors=True)[1]
-                   for part, titles in (("train", texts["train"]), ("val", texts["val"]),
-                                        ("test", list(test_titles)))}
+        return {part: encode(model, tokenizer, titles, vectors=True)[1]
+                for part, titles in (("train", texts["train"]), ("val", texts["val"]),
+                                     ("test", list(test_titles)))}
     finally:
         torch.set_num_threads(threads)
-    neighbours = Neighbours(vectors["train"], train_targets, k)
-    return neighbours, (neighbours.probs(vectors["val"]), neighbours.probs(vectors["test"]))
+
+
+def fit_parts(titles: list, vectors: np.ndarray | None, targets: np.ndarray, config) -> dict:
+    """The parts beside the transformer, fitted on these titles (and their encoder vectors, for
+    the kNN part when --knn is on)."""
+    start = time.perf_counter()
+    fitted = {"tfidf": TfidfModel.fit(titles, targets, seed=config.seed)}
+    log.info("ensemble: TF-IDF model fitted on %d titles in %.1fs", len(titles),
+             time.perf_counter() - start)
+    if config.knn:
+        fitted["knn"] = Neighbours(vectors, targets, config.knn)
+    return fitted
 
 
 def decide(config, data, val_probs: np.ndarray, test_probs: np.ndarray, best: Path,
            device) -> Decision:
-    """Fit the parts beside the transformer (with --ensemble on), pick the mixing weights and the
-    thresholds on val, and score every part on val and test the same way, so the run says which
-    one won."""
+    """Fit the parts beside the transformer on the train split (with --ensemble on), pick the
+    mixing weights and the thresholds on val, and score every part on val and test the same way,
+    so the run says which one won. With --refit on, the parts beside the transformer are then
+    fitted again on train + val, for test and best/: val is labelled data that only picked the
+    weights (docs/results/quality.md measures the gain)."""
     policy, fallback = config.threshold_policy, config.at_least_one
     val_y, test_y = data.targets["val"], data.targets["test"]
     parts = {"transformer": (val_probs, test_probs)}
-    tfidf = neighbours = None
+    fitted = {}
     weights = {"transformer": 1.0}
+    refit = 0  # the val titles that the parts beside the transformer were fitted again with
     if config.ensemble == "on":
-        start = time.perf_counter()
         texts = data.titles()  # prepared.PreparedData: a sample of train, and val
-        train_targets = data.targets["train"][np.asarray(texts["train_index"], dtype=np.int64)]
-        tfidf = TfidfModel.fit(texts["train"], train_targets, seed=config.seed)
-        parts["tfidf"] = (tfidf.probs(texts["val"]), tfidf.probs(data.test["title"]))
-        log.info("ensemble: TF-IDF model fitted on %d train titles in %.1fs",
-                 len(texts["train"]), time.perf_counter() - start)
+        train_y = data.targets["train"][np.asarray(texts["train_index"], dtype=np.int64)]
+        vectors = {}
         if config.knn:
             start = time.perf_counter()
-            neighbours, parts["knn"] = fit_neighbours(best, device, texts, data.test["title"],
-                                                      train_targets, config.knn)
-            log.info("ensemble: kNN part over %d train titles (k=%d) in %.1fs",
-                     len(texts["train"]), neighbours.k, time.perf_counter() - start)
+            vectors = encode_titles(best, device, texts, data.test["title"])
+            log.info("ensemble: %d train, val and test titles encoded for the kNN part in %.1fs",
+                     sum(map(len, vectors.values())), time.perf_counter() - start)
+        inputs = {"tfidf": {"val": texts["val"], "test": list(data.test["title"])},
+                  "knn": vectors}
+        fitted = fit_parts(texts["train"], vectors.get("train"), train_y, config)
+        for name, part in fitted.items():
+            parts[name] = (part.probs(inputs[name]["val"]), part.probs(inputs[name]["test"]))
         weights, _ = tune_weights({name: val for name, (val, _) in parts.items()}, val_y, policy,
                                   fallback)
+        log.info("ensemble: weights picked on val: %s", describe(weights))
+        if config.refit == "on":  # within the cap: above it the train sample alone fills it
+            refit = min(len(val_y), MAX_FIT_TITLES - len(train_y))
+        if refit:
+            known = np.concatenate([vectors["train"], vectors["val"][:refit]]) if vectors else None
+            fitted = fit_parts(texts["train"] + texts["val"][:refit], known,
+                               np.concatenate([train_y, val_y[:refit]]), config)
+            for name, part in fitted.items():
+                parts[name] = (parts[name][0], part.probs(inputs[name]["test"]))
+            log.info("ensemble: fitted again on %d train + %d val titles", len(train_y), refit)
         parts["mix"] = tuple(mix({name: p[i] for name, p in parts.items()}, weights)
                              for i in (0, 1))
-        log.info("ensemble: weights picked on val: %s", describe(weights))
     summary = {f"{name}_weight": w for name, w in weights.items()}
+    if fitted:
+        summary["refit_val_titles"] = refit
     lines = [f"{'(thresholds ' + policy + ')':28s} val micro-F1  val macro-F1  test micro-F1  "
              "test macro-F1"]
     for name, (val, test) in parts.items():
@@ -269,14 +292,17 @@ def decide(config, data, val_probs: np.ndarray, test_probs: np.ndarray, best: Pa
         summary.update(zip([f"{name}_{k}" for k in ("val_micro_f1", "val_macro_f1",
                                                     "test_micro_f1", "test_macro_f1")], scores))
         lines.append(f"{name:28s} " + "  ".join(f"{x:12.4f}" for x in scores))
-    if tfidf is not None:
+    if fitted:
         alone = [name for name, w in weights.items() if w == 1.0]
         winner = f"the {alone[0]} part alone" if alone else "the mix"
         lines.append(f"best/ predicts with the mix ({describe(weights)}); on val {winner} "
                      "scored best")
-    final = parts["mix" if tfidf is not None else "transformer"]
-    return Decision(choose_thresholds(final[0], val_y, policy), fallback, weights, tfidf,
-                    neighbours, final[1], summary, "\n".join(lines))
+        if refit:
+            lines.append(f"on test, the {' and '.join(fitted)} parts are fitted on "
+                         f"{len(train_y)} train + {refit} val titles (--refit on)")
+    final = parts["mix" if fitted else "transformer"]
+    return Decision(choose_thresholds(final[0], val_y, policy), fallback, weights,
+                    fitted.get("tfidf"), fitted.get("knn"), final[1], summary, "\n".join(lines))
 
 
 def describe(weights: dict[str, float]) -> str:
