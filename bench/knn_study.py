@@ -10,7 +10,9 @@ from, as sentence-transformers uses it), scores each title by the labels of its 
 train titles (vacancy.ensemble.Neighbours, as a run builds it with --knn K), and compares on test,
 under the default rule (threshold 0.5, at least one area): the transformer, the TF-IDF model and
 the kNN part alone, the mix of the first two and the mix of all three, weights picked on val as a
-run picks them (vacancy.ensemble.tune_weights).
+run picks them (vacancy.ensemble.tune_weights). The rows marked "refit" are what a run does with
+--refit on (the default): the TF-IDF and kNN parts fitted again on train + val for test, the
+weights kept; "tfidf, refit" is `vacancy.baseline` with its default --refit.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from vacancy.data import load_splits  # noqa: E402
-from vacancy.ensemble import Neighbours, TfidfModel, mix, tune_weights  # noqa: E402
+from vacancy.ensemble import Neighbours, TfidfModel, fit_parts, mix, tune_weights  # noqa: E402
 from vacancy.inference import encode, load_checkpoint  # noqa: E402
 from vacancy.metrics import f1_counts, predict_labels  # noqa: E402
 from vacancy.model import resolve_model  # noqa: E402
@@ -45,6 +47,8 @@ def main(argv=None) -> int:
     titles = {p: getattr(parts, p)["title"].tolist() for p in ("train", "val", "test")}
     tfidf = TfidfModel.fit(parts.train["title"], targets["train"])
     tfidf_probs = {p: tfidf.probs(titles[p]) for p in ("val", "test")}
+    refit_config = argparse.Namespace(seed=42, knn=args.k)
+    train_val_y = np.concatenate([targets["train"], targets["val"]])
     half = np.full(targets["val"].shape[1], 0.5)
 
     def score(probs: np.ndarray) -> tuple[float, float]:
@@ -70,6 +74,14 @@ def main(argv=None) -> int:
                 mix({name: by_part[name]["test"] for name in mixed}, weights))
             print(f"{run_dir.name}: weights of the mix of {len(mixed)}: "
                   + ", ".join(f"{n} {w:.1f}" for n, w in weights.items()), flush=True)
+        refit = fit_parts(titles["train"] + titles["val"],
+                          np.concatenate([vectors["train"], vectors["val"]]), train_val_y,
+                          refit_config)
+        refit_test = {"transformer": by_part["transformer"]["test"],
+                      "tfidf": refit["tfidf"].probs(titles["test"]),
+                      "knn": refit["knn"].probs(vectors["test"])}
+        cells["tfidf, refit"] = score(refit_test["tfidf"])
+        cells["mix of 3, refit"] = score(mix(refit_test, weights))  # the weights of the mix of 3
         for name, value in cells.items():
             rows.setdefault(name, []).append(value)
     print(f"\n{study.name}: kNN over the {args.encoder} encoder, k={args.k}, "

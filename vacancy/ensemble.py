@@ -5,8 +5,8 @@ encoder, and the two make different mistakes; the labels of a title's closest tr
 the fine-tuned encoder (a kNN part) differ again. A weighted mean of their probabilities beats
 each of them (docs/results/quality.md). The run fits the TF-IDF model on the same train split in
 seconds, encodes the train titles once for the kNN part, picks the weights on val (a part may get
-0 or 1: the mix is never worse than its best part on val), and saves everything in `best/` as
-JSON and safetensors: nothing is pickled.
+0 or 1: the mix is never worse than its best part on val), then (--refit on) fits those two parts
+again on train + val, and saves everything in `best/` as JSON and safetensors: nothing is pickled.
 """
 from __future__ import annotations
 
