@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from conftest import TINY_RUN, flags, python
-from vacancy.ensemble import (Neighbours, TfidfModel, build_classifier, load_decision, mix,
-                              tune_weights, val_score)
+import vacancy.ensemble
+from vacancy.ensemble import (Neighbours, TfidfModel, build_classifier, decide, load_decision,
+                              mix, tune_weights, val_score)
 from vacancy.evaluate import evaluate_checkpoint
 from vacancy.inference import encode, load_tagger, predict_probs
 from vacancy.metrics import (choose_thresholds, f1_counts, global_threshold, micro_f1_at,
@@ -104,6 +105,27 @@ def test_the_knn_part_scores_a_title_by_its_closest_train_titles(tmp_path):
     loaded = Neighbours.load(tmp_path / "knn")
     np.testing.assert_array_equal(loaded.probs(queries), knn.probs(queries))
     assert Neighbours(keys[:3], targets[:3], k=10).k == 3
+
+
+@pytest.mark.parametrize("refit, cap, added", [("on", 100_000, 12), ("off", 100_000, 0),
+                                               ("on", 40, 4), ("on", 36, 0)])
+def test_refit_adds_val_titles_to_the_tfidf_part_within_the_cap(monkeypatch, refit, cap, added):
+    """decide() without a training run (no kNN part: it needs an encoder): val's titles join the
+    TF-IDF fit after the weights are picked, up to the cap on titles in all."""
+    monkeypatch.setattr(vacancy.ensemble, "MAX_FIT_TITLES", cap)
+    targets = np.array(LABELS * 3, np.float32)
+    val = [f"zebra {t}" for t in TITLES[:12]]  # a word that only val has
+    data = SimpleNamespace(targets={"train": targets, "val": targets[:12], "test": targets[:12]},
+                           test=pd.DataFrame({"title": TITLES[:12]}),
+                           titles=lambda: {"train_index": list(range(36)), "train": TITLES,
+                                           "val": val})
+    config = SimpleNamespace(threshold_policy="0.5", at_least_one=True, ensemble="on", knn=0,
+                             refit=refit, seed=0)
+    probs = np.random.default_rng(0).random((12, 4))
+    decision = decide(config, data, probs, probs, best=None, device=None)
+    assert decision.summary["refit_val_titles"] == added
+    assert ("zebra" in decision.tfidf.vectorizers[0].vocabulary_) == bool(added)
+    assert ("(--refit on)" in decision.table) == bool(added)
 
 
 def test_a_best_dir_of_the_two_part_mix_still_loads(tmp_path):

@@ -271,6 +271,9 @@ def decide(config, data, val_probs: np.ndarray, test_probs: np.ndarray, best: Pa
         log.info("ensemble: weights picked on val: %s", describe(weights))
         if config.refit == "on":  # within the cap: above it the train sample alone fills it
             refit = min(len(val_y), MAX_FIT_TITLES - len(train_y))
+            if not refit:
+                log.info("ensemble: no refit: the train sample fills the %d-title cap",
+                         MAX_FIT_TITLES)
         if refit:
             known = np.concatenate([vectors["train"], vectors["val"][:refit]]) if vectors else None
             fitted = fit_parts(texts["train"] + texts["val"][:refit], known,
