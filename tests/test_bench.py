@@ -62,3 +62,20 @@ def test_compare_speed():
                                     "report (error analysis included)", "chart",
                                     "python -m vacancy.compare (all of it)"]
     assert all(re.fullmatch(NUMBER, r[1]) and re.fullmatch(NUMBER, r[2]) for r in rows)
+
+
+def test_refit_transformer_trains_one_more_epoch_over_train_and_val(ddp_run, small_csv, tmp_path):
+    import shutil
+
+    from vacancy.data import load_splits
+    shutil.copytree(ddp_run / "best", tmp_path / "study" / "s1" / "best")
+    out = python("bench/refit_transformer.py", "--study", tmp_path / "study", "--data", small_csv,
+                 "--batch-size", 32).stdout
+    parts = load_splits(small_csv).parts
+    assert f"one more epoch over {len(parts.train) + len(parts.val)} titles" in out
+    rows = table_rows(out)[1:]
+    assert [r[0] for r in rows] == ["transformer", "transformer, one more epoch",
+                                    "mix of 3, refit", "mix of 3, refit, one more epoch",
+                                    "same, kNN on its vectors"]
+    assert all(re.fullmatch(rf"{NUMBER} ± {NUMBER}", cell) for r in rows for cell in r[1:])
+    assert (tmp_path / "study" / "s1" / "study.npz").exists()  # the run's own probabilities
