@@ -67,7 +67,7 @@ def small_csv(tmp_path_factory) -> Path:
 # The transformer alone: the distributed, fault and engine tests compare its numbers between runs
 # (tests/test_ensemble.py trains one run with the TF-IDF mix, which happens on rank 0 at the end).
 TINY_RUN = dict(epochs=3, freeze_epochs=1, batch_size=8, grad_accum=2, lr=1e-3, head_lr=1e-2,
-                ensemble="off")
+                layer_lr_decay=0.5, ensemble="off")
 
 
 def logged_steps(total: int, per_epoch: int, every: int = 10) -> list[int]:

@@ -37,6 +37,7 @@ def test_unknown_or_abbreviated_flag_is_a_config_error():
     ({"thresholds": "best"}, "thresholds: expected shrunk, global, per-label or a number"),
     ({"log_every": 0}, "log_every: must be >= 1"),
     ({"knn": -1}, "knn: must be >= 0"),
+    ({"layer_lr_decay": 0.0}, "layer_lr_decay: must be in \\(0, 1\\], got 0.0"),
     ({"compile": True, "deepspeed": "ds_config.json"}, "--compile is not supported with"),
 ])
 def test_bad_values_are_rejected_with_the_field_named(values, message):

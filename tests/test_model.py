@@ -61,6 +61,22 @@ def test_no_weight_decay_on_bias_and_layernorm(model):
     assert sum(len(g["params"]) for g in groups.values()) == len(list(model.parameters()))
 
 
+def test_layer_lr_decay_lowers_the_lr_layer_by_layer_down_to_the_embeddings(model):
+    groups = param_groups(model, lr=1e-4, head_lr=1e-3, weight_decay=0.01, layer_decay=0.5)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert len(lr_of) == len(list(model.parameters()))
+
+    def lr(module):  # the one LR of all the module's parameters
+        (value,) = {lr_of[id(p)] for p in module.parameters()}
+        return value
+
+    n = model.config.num_hidden_layers
+    assert [lr(layer) for layer in model.bert.encoder.layer] == \
+        pytest.approx([1e-4 * 0.5 ** (n - 1 - i) for i in range(n)])
+    assert lr(model.bert.embeddings) == pytest.approx(1e-4 * 0.5 ** n)
+    assert lr(model.classifier) == lr(model.bert.pooler) == 1e-3  # the pooler is in the head
+
+
 def test_head_bias_starts_at_label_priors(model):
     targets = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 0]], dtype=np.float32)
     init_head_bias(model, targets)

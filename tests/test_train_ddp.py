@@ -64,6 +64,8 @@ def test_lr_follows_the_schedule_per_optimizer_step(ddp_run):
         assert r["lr/head"] == pytest.approx(TINY_RUN["head_lr"] * expected)
         frozen = r["step"] <= spe  # the encoder's LR stays 0 while it is frozen
         assert r["lr/encoder"] == pytest.approx(0.0 if frozen else TINY_RUN["lr"] * expected)
+        # the embeddings, below the tiny model's one layer, at --layer-lr-decay times its LR
+        assert r["lr/encoder_depth1"] == pytest.approx(r["lr/encoder"] * TINY_RUN["layer_lr_decay"])
 
 
 def test_two_process_metrics_equal_single_process_evaluation(ddp_run, small_csv):

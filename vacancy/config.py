@@ -43,6 +43,10 @@ class TrainConfig:
     lr: float = field(default=1e-4, metadata={"help": "Peak learning rate of the encoder."})
     head_lr: float = field(default=3e-3, metadata={
         "help": "Peak learning rate of the head (classifier, and the pooler where there is one)."})
+    layer_lr_decay: float = field(default=1.0, metadata={
+        "help": "Layer-wise LR decay: the top encoder layer trains at --lr, each layer below at "
+                "this factor times the one above, the embeddings lowest. 1: every encoder layer at "
+                "--lr (docs/results/quality.md)."})
     weight_decay: float = field(default=0.01, metadata={
         "help": "AdamW weight decay (never applied to biases and LayerNorm weights)."})
     warmup_ratio: float = field(default=0.06, metadata={
@@ -168,6 +172,9 @@ class TrainConfig:
         for key in ("lr", "head_lr"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{name(key)}: must be > 0, got {getattr(self, key)}")
+        if not 0 < self.layer_lr_decay <= 1:
+            raise ConfigError(f"{name('layer_lr_decay')}: must be in (0, 1], got "
+                              f"{self.layer_lr_decay}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"{name('warmup_ratio')}: must be in [0, 1), got "
                               f"{self.warmup_ratio}")

@@ -75,7 +75,8 @@ class LRSchedule:
 
 def build_optimizer(model, config, phase_steps: list[int], fused: bool = False):
     """AdamW over the head/encoder param groups, and its per-optimizer-step LR schedule."""
-    groups = param_groups(model, config.lr, config.head_lr, config.weight_decay)
+    groups = param_groups(model, config.lr, config.head_lr, config.weight_decay,
+                          config.layer_lr_decay)
     optimizer = torch.optim.AdamW(groups, fused=fused)
     frozen_steps = phase_steps[0] if config.freeze_epochs else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [

@@ -178,18 +178,38 @@ def trainable_top_layers(config, epoch: int) -> int | None:
     return None
 
 
-def param_groups(model: nn.Module, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
-    """Head and encoder at their own LRs; no weight decay on biases and LayerNorm weights."""
+def param_groups(model: nn.Module, lr: float, head_lr: float, weight_decay: float,
+                 layer_decay: float = 1.0) -> list[dict]:
+    """Head and encoder at their own LRs; no weight decay on biases and LayerNorm weights.
+
+    With `layer_decay` < 1 (layer-wise LR decay) the top encoder layer trains at `lr`, each layer
+    below at `layer_decay` times the one above, the embeddings below the lowest layer."""
     head = head_parameter_names(model)
-    groups = {(h, d): [] for h in (True, False) for d in (True, False)}
+    depth = _layer_depths(model) if layer_decay != 1 else {}
+    groups: dict[tuple[bool, int, bool], list] = {}
     for name, p in model.named_parameters():
         no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name \
             or p.ndim == 1
-        groups[(name in head, not no_decay)].append(p)
-    return [{"params": ps, "lr": head_lr if is_head else lr,
+        key = (name in head, 0 if name in head else depth.get(name, 0), not no_decay)
+        groups.setdefault(key, []).append(p)
+    return [{"params": ps, "lr": head_lr if is_head else lr * layer_decay ** d,
              "weight_decay": weight_decay if decay else 0.0,
-             "name": f"{'head' if is_head else 'encoder'}{'' if decay else '_no_decay'}"}
-            for (is_head, decay), ps in groups.items() if ps]
+             "name": f"{'head' if is_head else 'encoder'}{f'_depth{d}' if d else ''}"
+                     f"{'' if decay else '_no_decay'}"}
+            for (is_head, d, decay), ps in sorted(groups.items(), reverse=True)]
+
+
+def _layer_depths(model: nn.Module) -> dict[str, int]:
+    """How far below the top encoder layer each encoder parameter sits: 0 for the top layer (and
+    whatever is not a layer or the embeddings), the number of layers for the embeddings."""
+    layers = _encoder_layers(model)
+    if layers is None:
+        return {}
+    depth = {id(p): len(layers) - 1 - i for i, layer in enumerate(layers)
+             for p in layer.parameters()}
+    embeddings = getattr(encoder_of(model), "embeddings", None) or nn.Module()
+    depth |= {id(p): len(layers) for p in embeddings.parameters()}
+    return {n: depth.get(id(p), 0) for n, p in model.named_parameters()}
 
 
 def init_head_bias(model: nn.Module, targets: np.ndarray) -> None:
