@@ -185,12 +185,13 @@ def param_groups(model: nn.Module, lr: float, head_lr: float, weight_decay: floa
     With `layer_decay` < 1 (layer-wise LR decay) the top encoder layer trains at `lr`, each layer
     below at `layer_decay` times the one above, the embeddings below the lowest layer."""
     head = head_parameter_names(model)
+    # without decay: one encoder group (and the same optimizer state layout as older checkpoints)
     depth = _layer_depths(model) if layer_decay != 1 else {}
     groups: dict[tuple[bool, int, bool], list] = {}
     for name, p in model.named_parameters():
         no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name \
             or p.ndim == 1
-        key = (name in head, 0 if name in head else depth.get(name, 0), not no_decay)
+        key = (name in head, depth.get(name, 0), not no_decay)
         groups.setdefault(key, []).append(p)
     return [{"params": ps, "lr": head_lr if is_head else lr * layer_decay ** d,
              "weight_decay": weight_decay if decay else 0.0,
@@ -207,8 +208,9 @@ def _layer_depths(model: nn.Module) -> dict[str, int]:
         return {}
     depth = {id(p): len(layers) - 1 - i for i, layer in enumerate(layers)
              for p in layer.parameters()}
-    embeddings = getattr(encoder_of(model), "embeddings", None) or nn.Module()
-    depth |= {id(p): len(layers) for p in embeddings.parameters()}
+    embeddings = getattr(encoder_of(model), "embeddings", None)
+    if embeddings is not None:
+        depth |= {id(p): len(layers) for p in embeddings.parameters()}
     return {n: depth.get(id(p), 0) for n, p in model.named_parameters()}
 
 
