@@ -79,3 +79,28 @@ def test_refit_transformer_trains_one_more_epoch_over_train_and_val(ddp_run, sma
                                     "same, kNN on its vectors"]
     assert all(re.fullmatch(rf"{NUMBER} ± {NUMBER}", cell) for r in rows for cell in r[1:])
     assert (tmp_path / "study" / "s1" / "study.npz").exists()  # the run's own probabilities
+
+
+def test_knn_study_scores_each_part_and_the_other_mixes(ddp_run, small_csv, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from vacancy.data import load_splits
+    from vacancy.inference import encode, load_checkpoint
+    run = tmp_path / "study" / "s1"
+    shutil.copytree(ddp_run / "best", run / "best")
+    shutil.copy(ddp_run / "config.json", run)
+    model, tokenizer, _, _ = load_checkpoint(run / "best")
+    parts = load_splits(small_csv).parts  # what quality_study.py caches: the transformer's probs
+    np.savez(run / "study.npz", **{p: encode(model, tokenizer, getattr(parts, p)["title"])
+                                   for p in ("val", "test")})
+    out = python("bench/knn_study.py", "--study", tmp_path / "study", "--data", small_csv,
+                 "--variants").stdout
+    rows = table_rows(out)[1:]
+    assert [r[0] for r in rows] == ["transformer", "tfidf", "knn", "mix of 2", "mix of 3",
+                                    "tfidf, refit", "mix of 3, refit", "mix of 3, refit, stacked",
+                                    "mix of 4, refit"]
+    assert all(re.fullmatch(rf"{NUMBER} ± {NUMBER}", cell) for r in rows for cell in r[1:])
+    assert re.search(r"s1: weights of the mix of 4: transformer [0-9.]+, tfidf [0-9.]+, "
+                     r"knn [0-9.]+, knn, pretrained [0-9.]+", out)
