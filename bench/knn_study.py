@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from quality_study import transformer_probs  # noqa: E402
 from vacancy.data import load_splits  # noqa: E402
 from vacancy.ensemble import Neighbours, TfidfModel, fit_parts, mix, tune_weights  # noqa: E402
 from vacancy.inference import encode, load_checkpoint  # noqa: E402
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
         if args.encoder == "pretrained":
             vectors = pretrained
         knn = Neighbours(vectors["train"], targets["train"], args.k)
-        by_part = {"transformer": dict(np.load(run_dir / "study.npz")), "tfidf": tfidf_probs,
+        by_part = {"transformer": transformer_probs(run_dir, parts, "cls"), "tfidf": tfidf_probs,
                    "knn": {p: knn.probs(vectors[p]) for p in ("val", "test")}}
         cells = {name: score(probs["test"]) for name, probs in by_part.items()}
         for mixed in (("transformer", "tfidf"), ("transformer", "tfidf", "knn")):

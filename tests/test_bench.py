@@ -83,18 +83,9 @@ def test_refit_transformer_trains_one_more_epoch_over_train_and_val(ddp_run, sma
 
 def test_knn_study_scores_each_part_and_the_other_mixes(ddp_run, small_csv, tmp_path):
     import shutil
-
-    import numpy as np
-
-    from vacancy.data import load_splits
-    from vacancy.inference import encode, load_checkpoint
     run = tmp_path / "study" / "s1"
     shutil.copytree(ddp_run / "best", run / "best")
     shutil.copy(ddp_run / "config.json", run)
-    model, tokenizer, _, _ = load_checkpoint(run / "best")
-    parts = load_splits(small_csv).parts  # what quality_study.py caches: the transformer's probs
-    np.savez(run / "study.npz", **{p: encode(model, tokenizer, getattr(parts, p)["title"])
-                                   for p in ("val", "test")})
     out = python("bench/knn_study.py", "--study", tmp_path / "study", "--data", small_csv,
                  "--variants").stdout
     rows = table_rows(out)[1:]
