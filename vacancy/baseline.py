@@ -18,7 +18,7 @@ import numpy as np
 
 from .config import ConfigError, threshold_policy
 from .data import DataError, load_splits
-from .ensemble import build_classifier
+from .ensemble import fit_classifier
 from .metrics import bce_with_logits, choose_thresholds, evaluate, sigmoid
 from .results import summary, write_json, write_results
 
@@ -33,9 +33,8 @@ def run_baseline(args: argparse.Namespace) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {**vars(args), "model": MODEL_NAME, "engine": "sklearn"})
 
-    classifier = build_classifier(args.C, args.seed, n_jobs=-1)
     start = time.perf_counter()
-    classifier.fit(parts.train["title"], targets["train"])
+    classifier = fit_classifier(parts.train["title"], targets["train"], args.C, args.seed)
     train_seconds = time.perf_counter() - start
     # decision_function gives the per-label logits, so val loss is the same BCE a transformer
     # run reports and sigmoid() gives predict_proba's probabilities.
@@ -43,8 +42,9 @@ def run_baseline(args: argparse.Namespace) -> dict:
     thresholds = choose_thresholds(sigmoid(val_logits), targets["val"],
                                    threshold_policy(args.thresholds))
     if args.refit:  # as the trainer's TF-IDF part: val has picked the thresholds, now it trains
-        classifier.fit(parts.train["title"].tolist() + parts.val["title"].tolist(),
-                       np.concatenate([targets["train"], targets["val"]]))
+        classifier = fit_classifier(parts.train["title"].tolist() + parts.val["title"].tolist(),
+                                    np.concatenate([targets["train"], targets["val"]]),
+                                    args.C, args.seed)
     test_probs = sigmoid(classifier.decision_function(parts.test["title"]))
     metrics, report = evaluate(test_probs, targets["test"], thresholds, labels.names,
                                args.at_least_one)

@@ -51,6 +51,15 @@ def build_classifier(C: float = 10.0, seed: int = 42, n_jobs: int | None = None)
         n_jobs=n_jobs))
 
 
+def fit_classifier(titles, targets: np.ndarray, C: float = 10.0, seed: int = 42):
+    """`build_classifier()` fitted over every core. joblib hands large arrays to its workers
+    memory-mapped, read-only by default, and liblinear refuses those (`WRITEBACKIFCOPY base is
+    read-only`, from ~5k titles on): copy-on-write maps it accepts."""
+    import joblib
+    with joblib.parallel_config(mmap_mode="c"):
+        return build_classifier(C, seed, n_jobs=-1).fit(titles, targets)
+
+
 # what a saved vectorizer needs besides its vocabulary and idf (the rest are sklearn's defaults)
 VECTORIZER_PARAMS = ("analyzer", "ngram_range", "sublinear_tf", "lowercase")
 
@@ -70,12 +79,8 @@ class TfidfModel:
         if len(titles) > max_titles:
             keep = np.random.default_rng(seed).choice(len(titles), max_titles, replace=False)
             titles, targets = titles[keep], targets[keep]
-        # every core: the other ranks of a run wait for this one at a barrier meanwhile. joblib
-        # hands large arrays to its workers memory-mapped, read-only by default, and liblinear
-        # refuses those (`WRITEBACKIFCOPY base is read-only`): copy-on-write maps it accepts
-        import joblib
-        with joblib.parallel_config(mmap_mode="c"):
-            pipeline = build_classifier(C, seed, n_jobs=-1).fit(titles, targets)
+        # every core: the other ranks of a run wait for this one at a barrier meanwhile
+        pipeline = fit_classifier(titles, targets, C, seed)
         union, ovr = pipeline.steps[0][1], pipeline.steps[1][1]
         coef, intercept = [], []
         for est in ovr.estimators_:
