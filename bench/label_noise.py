@@ -15,11 +15,14 @@ twin, on the others and on all.
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,6 +36,16 @@ def words(title: str) -> str:
     found = (w[:-1] if w.endswith("s") and len(w) > 3 else w
              for w in re.findall(r"[a-z0-9]+", title.lower()))
     return " ".join(sorted(set(found)))
+
+
+def twin_pairs(titles, label_lists) -> tuple[int, int]:
+    """Over a file: how many pairs of titles have the same words, and how many of those pairs the
+    same labels."""
+    groups = defaultdict(list)
+    for title, labels in zip(titles, label_lists):
+        groups[words(title)].append(frozenset(labels))
+    pairs = [pair for group in groups.values() for pair in itertools.combinations(group, 2)]
+    return len(pairs), sum(a == b for a, b in pairs)
 
 
 def score(pred: np.ndarray, truth: np.ndarray) -> str:
@@ -59,7 +72,11 @@ def main(argv=None) -> int:
     twin_labels = np.array([first_twin[words(test_titles[i])] for i in rows]).reshape(truth.shape)
     same = (twin_labels == truth).all(axis=1).mean() if rows else float("nan")
     print(f"{args.data}: {len(rows)} of {len(test_titles)} test titles have a train or val twin "
-          f"(same words); the twin has the same label set for {same:.1%} of them\n")
+          f"(same words); the twin has the same label set for {same:.1%} of them")
+    everything = pd.concat([parts.train, parts.val, parts.test])
+    pairs, agree = twin_pairs(everything["title"], everything["labels"])
+    print(f"the whole file: {pairs} pairs of titles have the same words; "
+          f"{agree / max(1, pairs):.1%} of them the same label set\n")
 
     print("cells: micro-F1 / share of titles whose label set is exactly right\n")
     header = ["test titles", "n", "the twin's labels"] + [Path(r).name for r in args.runs]

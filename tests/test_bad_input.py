@@ -1,4 +1,5 @@
-"""Bad input: a one-line error naming the file and field, or a counted warning and the run goes on."""
+"""Bad input: a one-line error naming the file and field, or a counted warning and the run goes
+on."""
 import json
 import logging
 

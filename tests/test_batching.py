@@ -63,8 +63,8 @@ def loop_order(lengths, batch_size, world, rank, seed, epoch, group):
     return [i for b in batches for i in b[rank * (len(b) // world):(rank + 1) * (len(b) // world)]]
 
 
-@pytest.mark.parametrize("n, batch_size, world, group", [(1003, 8, 1, 5), (1003, 8, 3, 5),
-                                                           (50, 4, 2, 50), (7, 3, 2, 1)])
+@pytest.mark.parametrize("n, batch_size, world, group",
+                         [(1003, 8, 1, 5), (1003, 8, 3, 5), (50, 4, 2, 50), (7, 3, 2, 1)])
 def test_order_is_that_of_the_plain_loops(n, batch_size, world, group):
     lengths = LENGTHS[:n]
     for rank in range(world):

@@ -85,7 +85,8 @@ def test_leakage_counts_test_titles_seen_in_train():
 
 def test_read_csv_cleans_drops_and_ignores_extra_columns(tmp_path, caplog):
     path = tmp_path / "d.csv"
-    path.write_text("title,area,extra\nSenior QA!,QA  devops,x\n,qa,y\nDev,   ,z\nDev,programmer,w\n")
+    path.write_text("title,area,extra\nSenior QA!,QA  devops,x\n,qa,y\nDev,   ,z\n"
+                    "Dev,programmer,w\n")
     with caplog.at_level(logging.WARNING, logger="vacancy"):
         df = read_csv(path)
     assert list(df.columns) == ["title", "labels"]
@@ -99,4 +100,5 @@ def test_batches_pad_to_their_longest_title():
     batch = collate([(0, [101, 5, 102], torch.zeros(2)), (1, [101, 102], torch.ones(2))])
     assert batch["input_ids"].tolist() == [[101, 5, 102], [101, 102, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
-    assert PadCollator(0, multiple_of=8)([(0, [1, 2, 3], torch.zeros(1))])["input_ids"].shape[1] == 8
+    padded = PadCollator(0, multiple_of=8)([(0, [1, 2, 3], torch.zeros(1))])
+    assert padded["input_ids"].shape[1] == 8

@@ -244,8 +244,8 @@ def test_predict_cli_uses_the_mix_unless_told_not_to(mixed_run, capsys):
     from vacancy.predict import main
     tagger = load_tagger(mixed_run / "best")
     title = "Senior Java Developer"
-    for setting, probs in (("on", tagger.probs([title])[0]),
-                           ("off", load_tagger(mixed_run / "best", ensemble=False).probs([title])[0])):
+    alone = load_tagger(mixed_run / "best", ensemble=False)
+    for setting, probs in (("on", tagger.probs([title])[0]), ("off", alone.probs([title])[0])):
         assert main(["--model", str(mixed_run), "--ensemble", setting, "--threshold", "0",
                      "--top-k", "1", title]) == 0
         line = capsys.readouterr().out.splitlines()[1].split()

@@ -1,4 +1,5 @@
-"""Faults: killed saves, killed ranks, resume, non-finite losses, unsafe checkpoints, determinism."""
+"""Faults: killed saves, killed ranks, resume, non-finite losses, unsafe checkpoints,
+determinism."""
 import json
 import pickle
 import shutil
@@ -147,8 +148,8 @@ def engine(tiny_model):
 
 
 def batch():
-    return {"input_ids": torch.tensor([[101, 2000, 102]]), "attention_mask": torch.ones(1, 3,
-                                                                                          dtype=torch.long),
+    return {"input_ids": torch.tensor([[101, 2000, 102]]),
+            "attention_mask": torch.ones(1, 3, dtype=torch.long),
             "labels": torch.tensor([[1.0, 0.0]])}
 
 
@@ -213,4 +214,5 @@ def test_same_seed_same_data_same_metrics(tmp_path, tiny_model, small_csv):
         runs.append(json.loads((tmp_path / name / "metrics.json").read_text()))
     for key in ("micro_f1", "macro_f1", "best_val_loss", "per_label"):
         assert runs[0][key] == runs[1][key], key
-    assert [e["train_loss"] for e in runs[0]["epochs"]] == [e["train_loss"] for e in runs[1]["epochs"]]
+    losses = [[e["train_loss"] for e in run["epochs"]] for run in runs[:2]]
+    assert losses[0] == losses[1]

@@ -73,7 +73,7 @@ def test_cached_batches_follow_the_training_order_and_score_like_the_model(tiny_
 
 
 def test_two_process_run_without_cache_has_the_same_losses(ddp_run, tiny_model, small_csv,
-                                                            tmp_path):
+                                                           tmp_path):
     """ddp_run trains its frozen epoch from the cache (the default); the same run without it must
     log the same per-step and per-epoch losses, and keep both ranks' weights identical."""
     out = tmp_path / "run"

@@ -1,4 +1,5 @@
-"""End-to-end: a real 2-process torchrun training of a tiny model, checked from the files it wrote."""
+"""End-to-end: a real 2-process torchrun training of a tiny model, checked from the files it
+wrote."""
 import json
 import math
 

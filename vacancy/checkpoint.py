@@ -1,4 +1,5 @@
-"""Atomic checkpoint directories: `best/` (a plain save_pretrained model) and `last/` (resume state).
+"""Atomic checkpoint directories: `best/` (a plain save_pretrained model) and `last/` (resume
+state).
 
 A directory is written under a temporary name, then swapped in with renames, so a process killed at
 any moment leaves the previous version loadable. Nothing here unpickles arbitrary objects: weights
@@ -64,7 +65,8 @@ def save_best(run_dir: Path, model, tokenizer, meta: dict, state_dict: dict | No
 
 
 def save_last(run_dir: Path, model, state: dict) -> None:
-    """Everything needed to continue: weights (safetensors) + optimizer/scheduler/scaler/counters."""
+    """Everything needed to continue: weights (safetensors) + optimizer / scheduler / scaler /
+    counters."""
     with atomic_dir(Path(run_dir) / LAST) as tmp:
         save_model(model, str(tmp / MODEL_FILE))
         torch.save(state, tmp / STATE_FILE)

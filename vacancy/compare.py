@@ -615,8 +615,8 @@ def log_to_wandb(c: Comparison, report_text: str, chart: Path | None, args) -> s
         "runs": wandb.Table(columns=["run", "model", "seed", *keys], data=[
             [r.name, r.model, r.config.get("seed"), *(r.metrics[k] for k in keys)]
             for r in c.runs]),
-        "groups": wandb.Table(columns=["model", "seeds", *(f"{k}_{s}" for k, _ in GROUP_METRICS
-                                                          for s in ("mean", "std"))], data=[
+        "groups": wandb.Table(columns=["model", "seeds", *(
+            f"{k}_{s}" for k, _ in GROUP_METRICS for s in ("mean", "std"))], data=[
             [e.name, e.seeds, *(x for k, _ in GROUP_METRICS for x in (
                 e.mean(k), float(e.values(k).std(ddof=1)) if e.seeds > 1 else 0.0))]
             for e in c.entries]),

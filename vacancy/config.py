@@ -69,7 +69,8 @@ class TrainConfig:
     ddp_tuned: bool = field(default=True, metadata={
         "help": "DDP settings for a ~110M-parameter encoder: 50 MB gradient buckets, gradients "
                 "as views into them, static graph. --no-ddp-tuned: PyTorch's defaults."})
-    seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling and dropout."})
+    seed: int = field(default=42, metadata={
+        "help": "Seed of initialisation, shuffling and dropout."})
     split_seed: int = field(default=42, metadata={
         "help": "random_state of the notebook's 90/10 then 80/20 split."})
     cache_dir: str = field(default="", metadata={
@@ -124,7 +125,8 @@ class TrainConfig:
                 "ends). SIGUSR1 (slurm/train.sh's warning before the time limit) also saves "
                 "there, at the next step, and stops the run."})
     resume: bool = field(default=False, metadata={
-        "help": "Continue the run in --output-dir from its last checkpoint (starts fresh if none)."})
+        "help": "Continue the run in --output-dir from its last checkpoint (starts fresh if "
+                "none)."})
     overwrite: bool = field(default=False, metadata={
         "help": "Delete a previous run found in --output-dir and start over."})
     wandb: str = field(default="auto", metadata={

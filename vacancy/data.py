@@ -39,7 +39,8 @@ _SPLIT_BY_NLTK = re.compile(r"\b(?:cannot|gimme|gonna|gotta|lemme|wanna)\b")
 
 
 def clean_title(text: str) -> str:
-    """Lower-case and drop punctuation tokens, as the notebook did. Training and prediction share it."""
+    """Lower-case and drop punctuation tokens, as the notebook did. Training and prediction share
+    it."""
     text = str(text).lower()
     if _PLAIN.fullmatch(text) and not _SPLIT_BY_NLTK.search(text):
         return " ".join(text.split())  # what the tokenizer gives, ~100x sooner
@@ -79,7 +80,8 @@ def parse_labels(area: str) -> list[str]:
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
-    """Read the CSV into columns `title` (cleaned) and `labels` (lists); drop and count unusable rows."""
+    """Read the CSV into columns `title` (cleaned) and `labels` (lists); drop and count unusable
+    rows."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -254,7 +256,8 @@ def tokenize(tokenizer, titles: list[str], max_length: int, part: str,
         lengths.append(np.fromiter(map(len, ids), np.int64, len(ids)))
         flat.append(np.fromiter(itertools.chain.from_iterable(ids), np.int32))
     if n_long:
-        log.warning("%s: %d title(s) longer than %d tokens were truncated", part, n_long, max_length)
+        log.warning("%s: %d title(s) longer than %d tokens were truncated", part, n_long,
+                    max_length)
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths or [[]]))]).astype(np.int64)
     return TokenIds(np.concatenate(flat or [np.zeros(0, np.int32)]), offsets).take(codes)
 

@@ -16,7 +16,8 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 def bce_with_logits(logits: np.ndarray, targets: np.ndarray) -> float:
     """Mean binary cross-entropy over all (title, label) cells, numerically stable."""
-    return float(np.mean(np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))))
+    return float(np.mean(np.maximum(logits, 0) - logits * targets
+                         + np.log1p(np.exp(-np.abs(logits)))))
 
 
 def _best_threshold(probs: np.ndarray, truth: np.ndarray) -> tuple[float, float]:

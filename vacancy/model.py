@@ -103,13 +103,14 @@ def load_model(name: str, labels: list[str], **overrides):
 
 def _load_error(name: str, path: str, error: Exception) -> ModelError:
     if Path(path).is_dir():
-        return ModelError(f"--model {name}: cannot load this directory ({str(error).splitlines()[0]})")
+        return ModelError(f"--model {name}: cannot load this directory "
+                          f"({str(error).splitlines()[0]})")
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" and not _hub_offline_by_us
     return ModelError(
         f"--model {name}: not a local directory and the Hugging Face Hub "
         f"{'is disabled (HF_HUB_OFFLINE=1)' if offline else 'is unreachable'}; download it where "
-        "the Hub is reachable (huggingface-cli download NAME --local-dir DIR) and pass --model DIR, "
-        "or use --model minilm")
+        "the Hub is reachable (huggingface-cli download NAME --local-dir DIR) and pass "
+        "--model DIR, or use --model minilm")
 
 
 def encoder_of(model: nn.Module) -> nn.Module:

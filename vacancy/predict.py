@@ -4,9 +4,9 @@
     python -m vacancy.predict --model runs/my/best --input titles.csv --output tagged.csv
 
 A title's probabilities are the transformer's, mixed with the TF-IDF model and the kNN part saved
-beside it when the run trained them (`--ensemble off`: the transformer alone). An area is predicted when its
-probability reaches the per-label threshold saved with the model (thresholds.json, picked on val),
-and a title with none gets its most probable area when the run said so (decision.json);
+beside it when the run trained them (`--ensemble off`: the transformer alone). An area is predicted
+when its probability reaches the per-label threshold saved with the model (thresholds.json, picked
+on val), and a title with none gets its most probable area when the run said so (decision.json);
 `--threshold T` uses T for every label instead, and `--top-k K` keeps at most the K most probable
 of the predicted areas (alone: the K most probable areas). Titles are cleaned by the same function
 as in training (data.clean_title).

@@ -49,11 +49,13 @@ ROLES = {
     "sales": ["Sales Manager", "Business Development Manager", "Account Executive",
               "Sales Representative"],
     "marketing": ["Marketing Manager", "SEO Specialist", "SMM Manager", "Digital Marketer"],
-    "support": ["Support Engineer", "Helpdesk Specialist", "Technical Support", "Service Desk Agent"],
+    "support": ["Support Engineer", "Helpdesk Specialist", "Technical Support",
+                "Service Desk Agent"],
 }
 # roles whose wording signals a second area
 IMPLIED = {"Malware Analyst": ["it_security"], "SOC Analyst": ["analyst"],
-           "HR Manager": ["manager"], "Sales Manager": ["manager"], "Marketing Manager": ["manager"],
+           "HR Manager": ["manager"], "Sales Manager": ["manager"],
+           "Marketing Manager": ["manager"],
            "SAP Consultant": ["programmer"], "1C Administrator": ["programmer"]}
 TECH = {"programmer": ["Java", "Python", "C++", "C#", ".NET", "Go", "PHP", "Node.js", "React",
                        "iOS", "Android", "Ruby", "Scala", "Kotlin", "1C"],
@@ -62,7 +64,8 @@ TECH = {"programmer": ["Java", "Python", "C++", "C#", ".NET", "Go", "PHP", "Node
         "data_engineer": ["Spark", "Hadoop", "Airflow", "SQL"],
         "machine_learner": ["PyTorch", "TensorFlow", "LLM"],
         "admin": ["Linux", "Windows", "Oracle", "PostgreSQL"]}
-SENIORITY = ["Junior", "Middle", "Senior", "Lead", "Principal", "Trainee", "Intern", "Head", "Chief"]
+SENIORITY = ["Junior", "Middle", "Senior", "Lead", "Principal", "Trainee", "Intern", "Head",
+             "Chief"]
 COMPANIES = ["Imunify Security", "CloudLinux", "EPAM", "SoftServe", "GlobalLogic", "Ajax Systems",
              "Grammarly", "MacPaw", "Ciklum", "Luxoft", "Yandex", "Kaspersky", "Sber"]
 SUFFIXES = ["(remote)", "(Kyiv)", "(Berlin)", "(part-time)", "- remote", "(relocation)",

@@ -56,7 +56,8 @@ def make_loader(dataset, config, collate, train: bool) -> DataLoader:
         sampler = ResumableSampler(sampler)
     return DataLoader(dataset, batch_size=config.batch_size if train else config.batch_size * 4,
                       sampler=sampler, collate_fn=collate, num_workers=config.num_workers,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=config.num_workers > 0)
+                      pin_memory=torch.cuda.is_available(),
+                      persistent_workers=config.num_workers > 0)
 
 
 def steps_per_epoch(loader: DataLoader, grad_accum: int) -> int:
@@ -74,8 +75,8 @@ def _to(batch: dict, device) -> dict:
 
 
 @torch.no_grad()
-def gather_by_index(score, loader: DataLoader, n_items: int, device) -> tuple[torch.Tensor,
-                                                                             torch.Tensor]:
+def gather_by_index(score, loader: DataLoader, n_items: int,
+                    device) -> tuple[torch.Tensor, torch.Tensor]:
     """`score(batch)` and the targets for the whole dataset in dataset order, identical on every
     rank: each rank scores its shard, all shards are gathered, and the sampler's padding
     duplicates are dropped by index."""
