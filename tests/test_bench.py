@@ -1,6 +1,9 @@
 """Smoke tests of the benchmark scripts in bench/: each runs on a tiny configuration and prints
-its table (the numbers themselves are not checked: this machine is shared and noisy)."""
+its table (timings are not checked: this machine is shared and noisy). bench/supcon.py's loss is
+checked by hand."""
 import re
+
+import pytest
 
 from conftest import python
 
@@ -123,3 +126,21 @@ def test_label_noise_splits_test_titles_by_twin_and_scores_each_run(ddp_run, sma
     synth(["--rows", "800", "--seed", "2", "--out", str(other)])
     proc = python("bench/label_noise.py", "--data", other, "--runs", ddp_run, check=False)
     assert proc.returncode == 2 and f"{ddp_run}: its test titles are not those of" in proc.stderr
+
+
+def test_supcon_loss_by_hand():
+    import sys
+
+    import numpy as np
+    import torch
+    sys.path.insert(0, "bench")
+    from supcon import supcon
+    vectors = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 2.0]])  # the third is normalised
+    labels = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])  # 0 and 1 share a label
+    s = np.array([[1.0, 0.6, 0.0], [0.6, 1.0, 0.8]]) / 0.1  # cosines of titles 0 and 1 to all
+    by_hand = -np.mean([s[0, 1] - np.log(np.exp(s[0, 1]) + np.exp(s[0, 2])),
+                        s[1, 0] - np.log(np.exp(s[1, 0]) + np.exp(s[1, 2]))])
+    assert supcon(vectors, labels).item() == pytest.approx(by_hand, rel=1e-5)
+    alone = torch.ones(3, 2, requires_grad=True)  # no title shares a label: no term, still a graph
+    loss = supcon(alone, torch.eye(3, 2))
+    assert loss.item() == 0.0 and loss.requires_grad
