@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from vacancy.data import load_splits  # noqa: E402
 from vacancy.metrics import f1_counts  # noqa: E402
-from vacancy.results import read_predictions  # noqa: E402
+from vacancy.results import PredictionsError, read_predictions  # noqa: E402
 
 
 def words(title: str) -> str:
@@ -67,6 +67,13 @@ def main(argv=None) -> int:
         for title, y in zip(getattr(parts, part)["title"], targets[part]):
             first_twin.setdefault(words(title), y.astype(bool))
     test_titles = parts.test["title"].tolist()
+    try:
+        runs = [read_predictions(Path(r)) for r in args.runs]
+    except PredictionsError as e:
+        parser.error(str(e))
+    for folder, run in zip(args.runs, runs):
+        if set(run.titles) != set(test_titles):
+            parser.error(f"{folder}: its test titles are not those of {args.data}'s split")
     rows = [i for i, title in enumerate(test_titles) if words(title) in first_twin]
     truth = targets["test"][rows].astype(bool)
     twin_labels = np.array([first_twin[words(test_titles[i])] for i in rows]).reshape(truth.shape)
@@ -82,10 +89,6 @@ def main(argv=None) -> int:
     header = ["test titles", "n", "the twin's labels"] + [Path(r).name for r in args.runs]
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))
-    runs = [read_predictions(Path(r)) for r in args.runs]
-    for folder, run in zip(args.runs, runs):
-        if set(run.titles) != set(test_titles):
-            parser.error(f"{folder}: its test titles are not those of {args.data}'s split")
     twinned = {test_titles[i] for i in rows}
     for name, keep in (("with a twin", True), ("without", False), ("all", None)):
         cells = []

@@ -126,6 +126,8 @@ def test_label_noise_splits_test_titles_by_twin_and_scores_each_run(ddp_run, sma
     synth(["--rows", "800", "--seed", "2", "--out", str(other)])
     proc = python("bench/label_noise.py", "--data", other, "--runs", ddp_run, check=False)
     assert proc.returncode == 2 and f"{ddp_run}: its test titles are not those of" in proc.stderr
+    proc = python("bench/label_noise.py", "--data", small_csv, "--runs", tmp_path, check=False)
+    assert proc.returncode == 2 and f"{tmp_path}/test_predictions.csv: not found" in proc.stderr
 
 
 def test_supcon_loss_by_hand():
