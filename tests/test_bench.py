@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import python
+from conftest import ROOT, python
 
 NUMBER = r"[0-9]+(\.[0-9]+)?"
 
@@ -105,7 +105,7 @@ def test_label_noise_splits_test_titles_by_twin_and_scores_each_run(ddp_run, sma
     import sys
 
     from vacancy.synth import main as synth
-    sys.path.insert(0, "bench")
+    sys.path.insert(0, str(ROOT / "bench"))
     from label_noise import words
     assert words("QA Specialists, quality assurance specialist") == \
         words("quality assurance specialist qa specialist")
@@ -135,7 +135,7 @@ def test_supcon_loss_by_hand():
 
     import numpy as np
     import torch
-    sys.path.insert(0, "bench")
+    sys.path.insert(0, str(ROOT / "bench"))
     from supcon import supcon
     vectors = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 2.0]])  # the third is normalised
     labels = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])  # 0 and 1 share a label
