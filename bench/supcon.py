@@ -59,7 +59,7 @@ def main() -> int:
     def loss(logits, labels):
         bce = F.binary_cross_entropy_with_logits(logits, labels)
         z = vectors.pop("z", None)
-        return bce if z is None or not torch.is_grad_enabled() else bce + weight * supcon(z, labels)
+        return bce if z is None else bce + weight * supcon(z, labels)
 
     engine.Scorer.forward = forward
     trainer.F = types.SimpleNamespace(binary_cross_entropy_with_logits=loss)
