@@ -83,8 +83,11 @@ class Tagger:
     neighbours: Neighbours | None
 
     def probs(self, titles, batch_size: int = 256, max_length: int = 64,
-              progress: bool = False) -> np.ndarray:
-        titles = [clean_title(t) for t in titles]
+              progress: bool = False, clean: bool = True) -> np.ndarray:
+        """(titles x labels) probabilities of the mix; `clean=False`: the titles are already
+        cleaned (data.clean_title), as a caller that de-duplicates cleaned titles has them."""
+        if clean:
+            titles = [clean_title(t) for t in titles]
         knn = self.neighbours is not None
         out = encode(self.model, self.tokenizer, titles, batch_size, max_length, progress, knn)
         parts = {"transformer": out[0] if knn else out}
@@ -96,9 +99,12 @@ class Tagger:
 
 
 def load_tagger(model_dir: str | Path, device: str | torch.device = "cpu",
-                ensemble: bool = True) -> Tagger:
+                ensemble: bool = True, backend: str = "torch") -> Tagger:
     """best/ with its decision rule; `ensemble=False` drops the TF-IDF and kNN parts (the
-    transformer alone, at the same thresholds)."""
+    transformer alone, at the same thresholds). `backend`: what scores the transformer part
+    (only "torch" so far)."""
+    if backend != "torch":
+        raise ValueError(f"backend {backend!r}: not available")
     at_least_one, weights, tfidf, neighbours = load_decision(model_dir)
     if not ensemble:
         weights, tfidf, neighbours = {"transformer": 1.0}, None, None
