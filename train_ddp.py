@@ -10,10 +10,12 @@ Slurm:                          sbatch slurm/train.sh [flags]
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 # Standard library only until the flags are parsed: `--help` and a bad flag answer at once,
@@ -71,11 +73,18 @@ def preflight(config: TrainConfig, device) -> None:
     resolve_model(config.model)  # the minilm package, a local directory, or a reachable Hub
 
 
-def print_error(error: Exception) -> None:
-    """One line on stderr, from rank 0 only (the environment says which rank this is even
-    before the process group exists)."""
-    if os.environ.get("RANK", "0") == "0":
-        print(f"error: {error}", file=sys.stderr)
+def print_error(error: Exception, every_rank: bool = False) -> None:
+    """One line on stderr, from rank 0 only unless `every_rank` (the environment says which rank
+    this is even before the process group exists). Under torchrun every rank also writes the line
+    into its error file, so that torchrun's closing summary shows it as the failure's cause
+    instead of "<N/A>" and a link."""
+    line = f"error: {error}"
+    if every_rank or os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stderr)
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")  # set by torchrun per worker
+    if error_file:  # the JSON of torch.distributed.elastic's ErrorHandler.record_exception
+        info = {"py_callstack": line, "timestamp": str(int(time.time()))}
+        Path(error_file).write_text(json.dumps({"message": {"message": line, "extraInfo": info}}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,8 +125,7 @@ def train(config: TrainConfig) -> int:
                   flush=True)
         return 0
     except (ConfigError, DataError, ModelError, CheckpointError, TrainingError) as e:
-        if dist.is_main() or isinstance(e, TrainingError):
-            print(f"error: {e}", file=sys.stderr)
+        print_error(e, every_rank=isinstance(e, TrainingError))
         return 2 if not isinstance(e, TrainingError) else 1
     finally:
         console.close_log_file()

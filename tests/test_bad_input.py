@@ -79,8 +79,14 @@ def cli_error(*args, **env):
 
 
 def test_cli_bad_data_is_one_line(tmp_path):
-    line = cli_error("--data", tmp_path / "none.csv", "--output-dir", tmp_path / "run")
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+    error_file = tmp_path / "error.json"  # what torchrun sets for each worker
+    line = cli_error("--data", tmp_path / "none.csv", "--output-dir", tmp_path / "run",
+                     TORCHELASTIC_ERROR_FILE=str(error_file))
     assert line == f"error: {tmp_path / 'none.csv'}: no such file"
+    # the same line is the cause in torchrun's summary (test_cli.py: under a real torchrun)
+    failure = ProcessFailure(local_rank=0, pid=1, exitcode=2, error_file=str(error_file))
+    assert f"traceback : {line}\n" in ChildFailedError("train_ddp.py", {0: failure}).format_msg()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -7,10 +7,11 @@ import threading
 
 import pytest
 
-from conftest import flags, python
+from conftest import flags, python, torchrun
 from test_bad_input import cli_error
 
 
+@pytest.mark.slow
 def test_a_run_that_failed_before_training_does_not_block_the_same_command(
         tmp_path, tiny_model, small_csv):
     out = tmp_path / "run"
@@ -79,6 +80,21 @@ def test_errors_name_the_flag_as_typed_and_the_file_key_as_written(tmp_path):
     assert cli_error("--epochs", "1", "--freeze-epochs", "2") == \
         "error: --freeze-epochs (2) is larger than --epochs (1)"
     assert "argument --precision: invalid choice: 'fp8'" in cli_error("--precision", "fp8")
+
+
+def test_a_typo_under_torchrun_is_the_cause_in_torchruns_summary(tmp_path):
+    """After a worker exits 2, torchrun prints ~40 lines of its own: a traceback of torchrun and
+    its ChildFailedError summary. That summary's cause, for every rank, is our line."""
+    proc = torchrun(2, "train_ddp.py", "--epoch", "2", "--output-dir", tmp_path / "run",
+                    check=False, timeout=300)
+    line = "error: unrecognized arguments: --epoch 2 (python train_ddp.py --help lists the flags)"
+    assert proc.returncode != 0
+    assert [x for x in proc.stderr.splitlines() if x.startswith("error: ")] == [line]  # rank 0
+    failures, root_cause = proc.stderr.split("Root Cause (first observed failure):")
+    assert f"traceback : {line}" in failures.split("Failures:")[1]  # rank 1
+    assert f"traceback : {line}" in root_cause  # rank 0
+    assert "<N/A>" not in proc.stderr  # each rank's error file was read
+    assert 'train_ddp.py", line' not in proc.stderr and "vacancy/" not in proc.stderr
 
 
 def test_help_lists_every_choice_and_no_empty_default():
