@@ -90,7 +90,7 @@ def test_baseline_refuses_to_overwrite_and_reports_bad_data(baselines, tmp_path,
     assert capsys.readouterr().err == f"error: {missing}: no such file\n"
 
 
-def test_baseline_fits_when_joblib_maps_the_data_to_its_workers(small_csv, tmp_path):
+def test_baseline_fits_when_joblib_maps_the_data_to_its_workers(small_csv, tmp_path, capsys):
     # joblib memory-maps arrays over 1 MB for its worker processes (O*NET major's train split
     # is past that; its baseline crashed with `WRITEBACKIFCOPY base is read-only`): here every
     # array is mapped, so the small set goes the same way
@@ -98,6 +98,13 @@ def test_baseline_fits_when_joblib_maps_the_data_to_its_workers(small_csv, tmp_p
     with joblib.parallel_config(max_nbytes=1):
         assert baseline_main(["--data", str(small_csv), "--output-dir", str(tmp_path)]) == 0
     assert read_metrics(tmp_path)["micro_f1"] > 0.5
+    # it prints as a training run does: warnings so marked, and where the results went
+    lines = capsys.readouterr().out.splitlines()
+    assert any(re.fullmatch(rf"warning: {re.escape(str(small_csv))}: [0-9]+ row\(s\) repeat an "
+                            "earlier title after cleaning", line) for line in lines), lines
+    assert lines[-1] == (f"run directory: {tmp_path} (metrics.json, report.txt, "
+                         "test_predictions.csv, train.log)")
+    assert lines[-1] in (tmp_path / "train.log").read_text()
 
 
 def table_rows(markdown: str, header_start: str) -> list[list[str]]:
@@ -173,6 +180,7 @@ def test_compare_rejects_a_directory_without_metrics(baselines, tmp_path, capsys
     assert capsys.readouterr().err == f"error: {tmp_path / 'missing'}: no such run directory\n"
 
 
+@pytest.mark.slow
 def test_compare_models_script_runs_the_study(tmp_path, small_csv, tiny_model):
     """scripts/compare_models.sh end to end: baseline, a model frozen-only and
     frozen-then-unfrozen, the report; a second call keeps the finished runs."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import console
 from .config import ConfigError, threshold_policy
 from .data import DataError, load_splits
 from .ensemble import fit_classifier
@@ -31,6 +32,7 @@ def run_baseline(args: argparse.Namespace) -> dict:
     data = load_splits(args.data, args.split_seed)
     parts, labels, targets, leaked = data.parts, data.labels, data.targets, data.leaked
     run_dir.mkdir(parents=True, exist_ok=True)
+    console.log_to_file(run_dir, mode="w")  # scikit-learn's warnings land there, as in training
     write_json(run_dir / "config.json", {**vars(args), "model": MODEL_NAME, "engine": "sklearn"})
 
     start = time.perf_counter()
@@ -93,7 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    console.setup_logging(main=True)  # what a training run prints: our lines, `warning: ` first
     run_dir = Path(args.output_dir)
     if (run_dir / "config.json").exists() and not args.overwrite:
         print(f"error: --output-dir {run_dir} holds another run: pass --overwrite to replace it",
@@ -101,9 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         run_baseline(args)
+        log.info("run directory: %s (metrics.json, report.txt, test_predictions.csv, %s)",
+                 run_dir, console.LOG_FILE)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        console.close_log_file()
     return 0
 
 

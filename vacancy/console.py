@@ -72,10 +72,16 @@ def log_libraries_to(run_dir: Path | None) -> None:
         library.handlers.clear()
         library.propagate = True
     if run_dir is not None:
-        file = logging.FileHandler(Path(run_dir) / LOG_FILE)
-        file.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                     "%Y-%m-%d %H:%M:%S"))
-        logging.getLogger().addHandler(file)
+        log_to_file(run_dir)
+
+
+def log_to_file(run_dir: Path, mode: str = "a") -> None:
+    """Copy what reaches the root logger (our lines, the libraries' reports, Python warnings) into
+    `run_dir/train.log`; `mode` "a" keeps a resumed run's earlier lines."""
+    file = logging.FileHandler(Path(run_dir) / LOG_FILE, mode=mode)
+    file.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                 "%Y-%m-%d %H:%M:%S"))
+    logging.getLogger().addHandler(file)
 
 
 def close_log_file() -> None:
