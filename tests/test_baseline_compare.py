@@ -2,16 +2,18 @@
 import json
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import ROOT, python, run_env
-from test_bootstrap import recomputed_interval
+from test_bootstrap import preds, recomputed_interval
 from test_wandb import items, read_wandb_records, wandb_env
 from vacancy.baseline import main as baseline_main
-from vacancy.compare import _duration, main as compare_main
+from vacancy.compare import GROUP_METRICS, Entry, Run, _duration, draw_chart, error_sections
+from vacancy.compare import main as compare_main
 from vacancy.metrics import evaluate
 
 
@@ -231,6 +233,54 @@ def test_compare_flags_the_train_time_of_a_resumed_run(ddp_run, tmp_path, capsys
     assert row["resumed"][-2].endswith("(†)") and not row[ddp_run.name][-2].endswith("(†)")
     assert "`resumed` was resumed" in text
     assert f"its epochs took {_duration(epoch_seconds)} in all" in text
+
+
+def hand_made_entries(seeds: int, baseline_score: float) -> list[Entry]:
+    """The baseline and a model of `seeds` runs, as compare groups them; every metric the same
+    score in a run."""
+    def run(name, engine, score):
+        return Run(name, Path(name), {}, {"engine": engine, "per_label": {},
+                                          **{key: score for key, _ in GROUP_METRICS}})
+    return [Entry("baseline", [run("baseline", "sklearn", baseline_score)]),
+            Entry("model", [run(f"model-seed{i}", "ddp", 0.99 + 0.002 * i) for i in range(seeds)])]
+
+
+@pytest.mark.parametrize("seeds, baseline_score, zoomed", [(1, 0.985, True), (3, 0.985, True),
+                                                           (1, 0.2, False)])
+def test_chart_labels_its_axes_and_captions_only_what_it_draws(seeds, baseline_score, zoomed,
+                                                               tmp_path):
+    fig = draw_chart(hand_made_entries(seeds, baseline_score), tmp_path / "comparison.png")
+    assert [ax.get_title() for ax in fig.axes] == [f"test {name}" for _, name in GROUP_METRICS]
+    for ax, (_, name) in zip(fig.axes, GROUP_METRICS):
+        start = ax.get_xlim()[0]
+        if zoomed:  # scores within 0.01 of each other: the axis starts near them, and says so
+            assert 0.9 < start < baseline_score
+            assert ax.get_xlabel() == f"{name} (axis from {start:.3f}, not 0)"
+        else:
+            assert start == 0 and ax.get_xlabel() == name
+        whiskers = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+        dots = [line for line in ax.lines if line.get_marker() == "."]
+        assert len(whiskers) == len(dots) == (seeds > 1)
+    caption = fig.get_suptitle()
+    if seeds > 1:
+        assert "dots: seeds" in caption and "whisker: min-max" in caption
+    else:
+        assert "dots" not in caption and "whisker" not in caption and "seeds" not in caption
+
+
+def test_titles_every_run_gets_wrong_are_told_in_a_sentence():
+    right = preds([("x", "a", "a", {"a": .9}), ("y", "b", "b", {"b": .9})])
+    wrong = preds([("x", "a", "b", {"b": .9}), ("y", "b", "b", {"b": .9})])
+
+    def first_line(*predictions):
+        entries = [Entry(f"r{i}", [Run(f"r{i}", Path(f"r{i}"), {}, {}, p)])
+                   for i, p in enumerate(predictions)]
+        section = "\n".join(error_sections(entries)).split("### Titles every run gets wrong")[1]
+        return section.strip().splitlines()[0]
+    assert first_line(right, wrong) == ("Each of the 2 test titles has its label set predicted "
+                                        "exactly by at least one run (of 2).")
+    assert first_line(wrong, wrong) == ("No run (of 2) predicts the label set of 1 of the 2 test "
+                                        "titles exactly; it follows.")
 
 
 def copy_run(src, dst, seed=None, **metrics):

@@ -438,9 +438,16 @@ def error_sections(entries: list[Entry]) -> list[str]:
         if rows else ["None."]
     wrong = error_analysis.always_wrong([r.predictions for e in entries for r in e.runs])
     n_runs = sum(e.seeds for e in entries)
-    lines += ["", "### Titles every run gets wrong", "",
-              f"{len(wrong)} of {len(first.titles)} test titles: no run of the {n_runs} predicts "
-              f"their label set exactly" + (f"; the first {top}:" if len(wrong) > top else ":"), ""]
+    n_titles = len(first.titles)
+    if len(wrong):
+        listed = f"the first {top} follow" if len(wrong) > top else \
+            "it follows" if len(wrong) == 1 else "they follow"
+        sentence = (f"No run (of {n_runs}) predicts the label set of {len(wrong)} of the "
+                    f"{n_titles} test titles exactly; {listed}.")
+    else:
+        sentence = (f"Each of the {n_titles} test titles has its label set predicted exactly by "
+                    f"at least one run (of {n_runs}).")
+    lines += ["", "### Titles every run gets wrong", "", sentence, ""]
     if len(wrong):
         rows = []
         for i in wrong[:top]:
@@ -549,14 +556,16 @@ def report(c: Comparison, chart_name: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def draw_chart(entries: list[Entry], path: Path) -> None:
-    """One panel per main metric, one horizontal bar per model (its seeds' mean), the seeds as
-    dots and their min-max as a whisker; the axis starts near the lowest score so that the
-    differences show, and each bar carries its value."""
+def draw_chart(entries: list[Entry], path: Path):
+    """One panel per main metric, one horizontal bar per model (its seeds' mean; with several
+    seeds, the seeds as dots and their min-max as a whisker); each bar carries its value. An axis
+    starts near the lowest score so that the differences show, and its label says where. The
+    caption names only what is drawn. Returns the figure."""
     from matplotlib.figure import Figure  # Agg canvas, no display needed
     metrics = GROUP_METRICS
     n = len(entries)
-    fig = Figure(figsize=(11, 1.2 + 0.45 * n * 2), layout="constrained")
+    seeded = any(e.seeds > 1 for e in entries)
+    fig = Figure(figsize=(11, 1.6 + 0.45 * n * 2), layout="constrained")
     axes = fig.subplots(2, 2, sharey=True).ravel()
     y = np.arange(n)[::-1]  # first entry on top
     for ax, (key, title) in zip(axes, metrics):
@@ -571,8 +580,10 @@ def draw_chart(entries: list[Entry], path: Path) -> None:
                             ecolor="black", capsize=3, lw=1)
                 ax.plot(e.values(key), [yi] * e.seeds, "k.", ms=5)
         span = max(highs.max() - lows.min(), 0.02)
-        left = max(0.0, lows.min() - 0.6 * span)
+        left = max(0.0, np.floor((lows.min() - 0.6 * span) * 1000) / 1000)  # as the label says
         ax.set_xlim(left, min(1.0, highs.max() + 0.45 * span) if highs.max() < 1 else 1.0)
+        ax.set_xlabel(title + (f" (axis from {left:.3f}, not 0)" if left > 0 else ""),
+                      fontsize=10)
         for yi, e, hi in zip(y, entries, highs):
             label = f"{e.mean(key):.3f}" + (f" ±{e.values(key).std(ddof=1):.3f}"
                                             if e.seeds > 1 else "")
@@ -582,9 +593,11 @@ def draw_chart(entries: list[Entry], path: Path) -> None:
         ax.tick_params(labelsize=9)
     axes[0].set_yticks(y, [e.name + (f" ({e.seeds} seeds)" if e.seeds > 1 else "")
                            for e in entries])
-    fig.suptitle("Test metrics per model (bar: mean over seeds; dots: seeds; whisker: min-max; "
-                 "axes zoomed to the scores)", fontsize=11)
+    drawn = "bar: mean over seeds; dots: seeds; whisker: min-max" if seeded else \
+        "bar: one run per model"
+    fig.suptitle(f"Test metrics per model ({drawn})", fontsize=11)
     fig.savefig(path, dpi=110)
+    return fig
 
 
 def log_to_wandb(c: Comparison, report_text: str, chart: Path | None, args) -> str:
