@@ -211,10 +211,16 @@ def test_the_run_reports_each_part_and_saves_the_mix(mixed_run, small_csv):
     assert val["mix"] >= max(val["transformer"], val["tfidf"], val["knn"]) - 1e-12
     assert metrics["micro_f1"] == pytest.approx(metrics["mix_test_micro_f1"])
     report = (mixed_run / "report.txt").read_text()
-    assert "best/ predicts with the mix (transformer" in report
+    winner = "the mix" if max(weights.values()) < 1 else \
+        f"the {max(weights, key=weights.get)} part alone"
+    lines = report.splitlines()
+    assert f"On val, {winner} scored best; best/ predicts with it (weights transformer " \
+        f"{weights['transformer']:.1f}, tfidf {weights['tfidf']:.1f}, knn " \
+        f"{weights['knn']:.1f})." in lines
     # --refit on: once val has picked the weights, the kNN part remembers val's titles too
     assert metrics["refit_val_titles"] == metrics["n_val"] > 0
-    assert f"{metrics['n_train']} train + {metrics['n_val']} val titles (--refit on)" in report
+    assert (f"For test and best/, the tfidf and knn parts were fitted again on "
+            f"{metrics['n_train']} train + {metrics['n_val']} val titles (--refit on).") in lines
     assert len(Neighbours.load(best / "knn").vectors) == metrics["n_train"] + metrics["n_val"]
 
     # best/ alone reproduces the run's test metrics in one process, mix included

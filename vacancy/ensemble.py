@@ -303,11 +303,11 @@ def decide(config, data, val_probs: np.ndarray, test_probs: np.ndarray, best: Pa
     if fitted:
         alone = [name for name, w in weights.items() if w == 1.0]
         winner = f"the {alone[0]} part alone" if alone else "the mix"
-        lines.append(f"best/ predicts with the mix ({describe(weights)}); on val {winner} "
-                     "scored best")
+        lines.append(f"On val, {winner} scored best; best/ predicts with it (weights "
+                     f"{describe(weights)}).")
         if refit:
-            lines.append(f"on test, the {' and '.join(fitted)} parts are fitted on "
-                         f"{len(train_y)} train + {refit} val titles (--refit on)")
+            lines.append(f"For test and best/, the {' and '.join(fitted)} parts were fitted again "
+                         f"on {len(train_y)} train + {refit} val titles (--refit on).")
     final = parts["mix" if fitted else "transformer"]
     return Decision(choose_thresholds(final[0], val_y, policy), fallback, weights,
                     fitted.get("tfidf"), fitted.get("knn"), final[1], summary, "\n".join(lines))
