@@ -94,5 +94,18 @@ def ddp_run(tmp_path_factory, tiny_model, small_csv) -> Path:
     return out
 
 
+# The fixtures that train models (the baseline's included) for the tests that read them: every
+# test that uses one is `slow`, as are the tests marked so by hand, which train, compile, kill
+# processes or launch torchrun, DeepSpeed or Slurm themselves. `python -m pytest -q -m "not slow"`
+# runs the rest, in about 2 minutes (README.md, Tests).
+TRAINING_FIXTURES = {"ddp_run", "mixed_run", "ds_run", "wandb_run", "cluster", "baselines"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINING_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -15,6 +15,7 @@ def table_rows(stdout: str) -> list[list[str]]:
     return [[cell.strip() for cell in row] for row in rows if not row[0].strip() == "---"]
 
 
+@pytest.mark.slow
 def test_train_throughput_runs_every_method(tiny_model, small_csv):
     out = python("bench/train_throughput.py", "--model", tiny_model, "--data", small_csv,
                  "--rows", 300, "--steps", 2, "--frozen-epochs", 2, "--unfrozen-epochs", 1).stdout
@@ -40,6 +41,7 @@ def test_predict_throughput(ddp_run):
     assert rows[0][2] == "1.00x" and all(re.fullmatch(NUMBER, r[1]) for r in rows)
 
 
+@pytest.mark.slow
 def test_gpu_throughput_runs_on_cpu_with_a_tiny_model():
     out = python("bench/gpu_throughput.py", "--tiny", "--steps", 2, "--warmup", 1,
                  "--batch-sizes", "4,8", "--precisions", "bf16,fp32").stdout
@@ -50,6 +52,7 @@ def test_gpu_throughput_runs_on_cpu_with_a_tiny_model():
     assert "CPU" in out.splitlines()[0]
 
 
+@pytest.mark.slow
 def test_profile_step(tiny_model):
     out = python("bench/profile_step.py", "--model", tiny_model, "--steps", 2, "--top", 5).stdout
     phases = [r[0] for r in table_rows(out)[1:]]

@@ -121,6 +121,7 @@ def test_ds_config_is_filled_from_the_run_config():
         resolve_ds_config(str(ROOT / "ds_config.json"), TrainConfig(), 1, CPU)
 
 
+@pytest.mark.slow
 def test_deepspeed_launcher_runs_the_same_entry_point(tmp_path, tiny_model, small_csv):
     """`deepspeed --num_gpus 2 train_ddp.py ...` (it passes --local_rank; CPU: one process per
     "GPU" slot) writes a complete run."""

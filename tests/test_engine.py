@@ -1,4 +1,5 @@
 """The DDP engine's speed options: torch.compile of the model (wired as the trainer uses it)."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -23,6 +24,7 @@ def train_steps(tiny_model, compile_: bool, batches) -> tuple[list[float], DDPEn
     return losses, engine
 
 
+@pytest.mark.slow
 def test_compiled_model_trains_like_the_eager_one(tiny_model, monkeypatch):
     # Inductor's C++ build takes minutes on a CPU runner; aot_eager traces the same forward and
     # backward graphs (what can break) without generating code. bench/gpu_check.sh runs the

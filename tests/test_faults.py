@@ -20,6 +20,7 @@ from vacancy.model import load_model
 from vacancy.trainer import MAX_BAD_STEPS, Trainer, TrainingError
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.05, 0.3, 0.7, 1.1, 1.6])
 def test_kill_during_save_leaves_the_previous_checkpoints_loadable(tmp_path, tiny_model, delay):
     from transformers import AutoModelForSequenceClassification
@@ -127,6 +128,7 @@ def test_resume_of_a_finished_run_is_harmless(tmp_path, ddp_run, small_csv, tiny
     assert len(read_jsonl(out / "history.jsonl")) == len(read_jsonl(ddp_run / "history.jsonl"))
 
 
+@pytest.mark.slow
 def test_failing_rank_ends_the_job_promptly_with_its_error(tmp_path, tiny_model, small_csv):
     # The collective timeout is 30 min: finishing at all within the subprocess timeout shows that
     # torchrun tore the job down instead of leaving rank 0 waiting in a collective.
@@ -206,6 +208,7 @@ def test_checkpoints_never_unpickle_arbitrary_objects(tmp_path, tiny_model, monk
     assert not (tmp_path / "PWNED").exists()
 
 
+@pytest.mark.slow
 def test_same_seed_same_data_same_metrics(tmp_path, tiny_model, small_csv):
     runs = []
     for name in ("a", "b"):

@@ -2,9 +2,12 @@
 import subprocess
 import tarfile
 
+import pytest
+
 from conftest import ROOT, run_env
 
 
+@pytest.mark.slow
 def test_gpu_check_cpu_mode_runs_every_step_and_summarises_it(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(["bash", "bench/gpu_check.sh", str(out), "--cpu"], cwd=ROOT,

@@ -154,6 +154,7 @@ def test_loss_plot_marks_the_unfreeze_point():
     assert list(best.get_xdata()) == [3] and list(best.get_ydata()) == [epochs[2]["val_loss"]]
 
 
+@pytest.mark.slow
 def test_wandb_off_imports_nothing_and_writes_no_wandb_files(tmp_path, tiny_model, small_csv):
     out = tmp_path / "run"
     argv = flags(data=small_csv, model=tiny_model, output_dir=out, wandb="off", epochs=1,
