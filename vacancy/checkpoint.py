@@ -30,7 +30,7 @@ class WriteError(RuntimeError):
 
 
 @contextmanager
-def writing(directory: Path, what: str):
+def writing(directory: Path, what: str, note: str = ""):
     """Turn a failed write inside the block into WriteError. torch.save reports a full disk as a
     bare RuntimeError ("unexpected pos ..."), safetensors as SafetensorError: the free space
     left is added to the message, which tells a full disk from the rest."""
@@ -45,8 +45,8 @@ def writing(directory: Path, what: str):
             reason += f"; {shutil.disk_usage(directory).free / 2**20:.0f} MB free there"
         except OSError:
             pass
-        raise WriteError(f"{directory}: cannot write {what} ({reason}); free space there or pass "
-                         "another --output-dir") from e
+        raise WriteError(f"{directory}: cannot write {what} ({reason}); {note}free space there or "
+                         "pass another --output-dir") from e
 
 
 @contextmanager
@@ -56,7 +56,7 @@ def atomic_dir(target: Path):
     write)."""
     target = Path(target)
     tmp = target.with_name(target.name + ".tmp")
-    with writing(target.parent, f"{target.name}/ (the previous {target.name}/ is kept)"):
+    with writing(target.parent, f"{target.name}/", f"the previous {target.name}/ is kept; "):
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)

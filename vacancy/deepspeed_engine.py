@@ -165,8 +165,7 @@ class DeepSpeedEngine(Scorer):
             tag += f"_batch{run['in_epoch']['batches']}"
         folder = Path(run_dir) / CKPT_DIR
         try:
-            with checkpoint.writing(folder, f"{CKPT_DIR}/{tag} (`latest` still names the "
-                                    "previous tag)"):
+            with checkpoint.writing(folder, f"{tag}/", "`latest` still names the previous tag; "):
                 self.ds.save_checkpoint(str(folder), tag=tag, client_state={"run": run_state})
         except checkpoint.WriteError:
             latest = folder / "latest"  # moved only once a tag is complete
