@@ -2,6 +2,9 @@
 on."""
 import json
 import logging
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +112,219 @@ def test_output_dir_of_another_run_is_refused(tmp_path, small_csv):
     (tmp_path / "run" / "config.json").write_text("{}")
     line = cli_error("--data", small_csv, "--output-dir", tmp_path / "run")
     assert "holds another run: pass --resume to continue it or --overwrite" in line
+
+
+# --- issue 28: data nothing can be learned from, run-level faults, degenerate ends of runs ---
+
+def areas_csv(tmp_path, areas, name="d.csv"):
+    """A CSV of distinct made-up titles with the given areas, one row each."""
+    words = "java python senior junior lead data web cloud qa test devops admin sales".split()
+    rows = [f"{words[i % 13]} {words[(i // 13) % 13]} engineer {i},{area}"
+            for i, area in enumerate(areas)]
+    return write(tmp_path, "title,area\n" + "\n".join(rows) + "\n", name)
+
+
+@pytest.mark.parametrize("areas, message", [
+    (["programmer"] * 40, "every train title has the same label set \\(programmer\\)"),
+    (["qa Devops programmer"] * 40, "same label set \\(devops programmer qa\\)"),
+    ([f"own_{i}" for i in range(40)], "no label has 2 train examples \\(of 28 labels, 28 train"),
+])
+def test_unlearnable_data_is_refused_in_one_line(tmp_path, areas, message):
+    from vacancy.data import load_splits
+    path = areas_csv(tmp_path, areas)
+    with pytest.raises(DataError, match=message) as e:
+        load_splits(str(path))
+    assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+
+
+def test_no_val_or_test_title_with_a_train_label_is_refused():
+    import numpy as np
+    from vacancy.data import check_learnable
+    labels = LabelSpace(["a", "b"])
+    train = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.float32)
+    for empty in ("val", "test"):
+        targets = {"train": train, "val": train[:2], "test": train[2:], empty: np.zeros((3, 2))}
+        with pytest.raises(DataError, match=f"d.csv: no {empty} title has a label seen in train"):
+            check_learnable(targets, labels, "d.csv")
+    check_learnable({"train": train, "val": train, "test": train}, labels, "d.csv")  # fine
+
+
+def test_a_few_unlearnable_labels_among_many_warn_and_go_on(tmp_path, caplog):
+    from vacancy.data import load_splits
+    areas = ["qa", "programmer", "qa programmer"] * 20 + ["rare_one", "rare_two"]
+    with caplog.at_level(logging.WARNING, logger="vacancy"):
+        data = load_splits(str(areas_csv(tmp_path, areas)))
+    assert {"qa", "programmer"} <= set(data.labels.names)
+    assert "have a single example" in caplog.text or "not seen in train" in caplog.text
+
+
+def test_cached_preparation_is_checked_too(tmp_path, tiny_model):
+    """A cache entry written before the check existed (or by hand) is refused the same way."""
+    import numpy as np
+    from vacancy.config import TrainConfig
+    from vacancy.model import load_tokenizer
+    from vacancy.prepared import PARTS, cache_key, prepare
+    tokenizer = load_tokenizer(str(tiny_model))
+    config = TrainConfig(data=str(areas_csv(tmp_path, ["qa", "dev"] * 20)),
+                         output_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"))
+    folder = prepare(config, tokenizer) and \
+        tmp_path / "cache" / cache_key(config.data, tokenizer, config.max_length, 42)
+    for part in PARTS:  # as if every train title had the one label "dev"
+        targets = np.load(folder / f"{part}.targets.npy")
+        np.save(folder / f"{part}.targets.npy", np.tile([[1, 0]], (len(targets), 1)))
+    with pytest.raises(DataError, match="every train title has the same label set \\(dev\\)"):
+        prepare(config, tokenizer)
+
+
+def test_end_of_run_pieces_survive_one_label_and_many_labels(tmp_path):
+    """evaluate (sklearn reads one column as binary), the TF-IDF part (a constant label and
+    labels it cannot learn), the report and the plots (thousands of labels)."""
+    import numpy as np
+    from vacancy.ensemble import TfidfModel
+    from vacancy.metrics import evaluate
+    from vacancy.plots import write_plots
+    rng = np.random.default_rng(0)
+    metrics, report = evaluate(rng.random((8, 1)), np.ones((8, 1)), np.full(1, 0.5), ["only"])
+    assert 0 < metrics["samples_f1"] <= 1 and "only" in report
+
+    titles = ["java dev", "python dev", "qa tester", "qa lead", "java lead", "sales manager"]
+    y = np.array([[1, 0, 1], [1, 0, 1], [0, 1, 1], [0, 0, 1], [1, 0, 1], [0, 0, 1]], np.float32)
+    model = TfidfModel.fit(titles, y)  # column 1: one positive; column 2: every title
+    assert not model.coef[1:].any() and model.coef[0].any()
+    assert model.intercept[1:] == pytest.approx(np.log([1.5 / 5.5, 6.5 / 0.5]), rel=1e-5)
+    assert model.probs(["qa tester"])[0, 2] > 0.9
+
+    n = 2000
+    per_label = {f"l{j:04d}": {"precision": 0.5, "recall": 0.5, "f1": j / n, "support": 1,
+                               "threshold": 0.5} for j in range(n)}
+    y = rng.integers(0, 2, (50, n))
+    _, report = evaluate(rng.random((50, n)), y, np.full(n, 0.5), list(per_label))
+    assert len(report.splitlines()) < 80 and "(1940 of 2000 labels not shown" in report
+    epochs = [{"epoch": 1, "phase": "unfrozen", "train_loss": 1.0, "val_loss": 1.0}]
+    paths = write_plots(tmp_path, {"per_label": per_label, "epochs": epochs, "best_epoch": 1})
+    from matplotlib.image import imread
+    height = imread(paths["per_label_f1"]).shape[0]
+    assert height < 100 * (1.5 + 0.28 * 60) + 50  # 60 bars, not 2000
+
+
+def tiny_bert():
+    from transformers import BertConfig, BertForSequenceClassification
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32, num_labels=3)
+    return BertForSequenceClassification(config)
+
+
+class NoTokenizer:
+    def save_pretrained(self, path):
+        (Path(path) / "tokenizer.json").write_text("{}")
+
+
+def assert_failed_write_keeps_the_previous(tmp_path, error):
+    from vacancy import checkpoint
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path}: cannot write ") and "\n" not in message
+    assert "is kept" in message and "No space left on device" in message
+    assert not list(tmp_path.glob("*.tmp"))
+    meta = json.loads((tmp_path / checkpoint.BEST / "training_meta.json").read_text())
+    assert meta == {"epoch": 1}
+    assert checkpoint.load_last(tmp_path, tiny_bert()) == {"step": 1}
+
+
+def test_full_disk_while_saving_is_one_line_and_keeps_the_previous(tmp_path, monkeypatch):
+    import errno
+    from vacancy import checkpoint
+    model = tiny_bert()
+    checkpoint.save_best(tmp_path, model, NoTokenizer(), {"epoch": 1})
+    checkpoint.save_last(tmp_path, model, {"step": 1})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(checkpoint, "save_model", full)
+    monkeypatch.setattr(model, "save_pretrained", full)
+    for save in (lambda: checkpoint.save_best(tmp_path, model, NoTokenizer(), {"epoch": 2}),
+                 lambda: checkpoint.save_last(tmp_path, model, {"step": 2})):
+        with pytest.raises(checkpoint.WriteError) as e:
+            save()
+        assert_failed_write_keeps_the_previous(tmp_path, e)
+
+
+def test_full_disk_on_a_real_small_filesystem(tmp_path):
+    """The same on a 1 MB tmpfs (root only), where safetensors and torch.save fail their way."""
+    import subprocess
+    from vacancy import checkpoint
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                                            str(disk)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        model = tiny_bert()  # ~30 KB of weights
+        checkpoint.save_best(disk, model, NoTokenizer(), {"epoch": 1})
+        checkpoint.save_last(disk, model, {"step": 1})
+        free = shutil.disk_usage(disk).free
+        (disk / "filler").write_bytes(b"\0" * (free - 8192))
+        for save in (lambda: checkpoint.save_best(disk, model, NoTokenizer(), {"epoch": 2}),
+                     lambda: checkpoint.save_last(disk, model, {"step": 2})):
+            with pytest.raises(checkpoint.WriteError) as e:
+                save()
+            assert_failed_write_keeps_the_previous(disk, e)
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+def test_run_lock_refuses_live_holders_and_takes_stale_ones(tmp_path, monkeypatch, caplog):
+    import socket
+    import subprocess
+    import sys
+    from vacancy.config import ConfigError
+    from vacancy.run_dir import LOCK_FILE, STALE_AFTER_S, RunLock
+    lock = tmp_path / LOCK_FILE
+
+    def held_by(**holder):
+        lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                    "started": "then", **holder}))
+
+    def take() -> RunLock:
+        run_lock = RunLock(tmp_path)
+        run_lock.acquire()
+        return run_lock
+
+    held_by()  # this very process: alive
+    with pytest.raises(ConfigError, match=f"in use by another run \\(pid {os.getpid()} on "):
+        take()
+    held_by(host="elsewhere", pid=1)  # another host, touched just now: maybe alive
+    with pytest.raises(ConfigError, match="pid 1 on elsewhere"):
+        take()
+    old = lock.stat().st_mtime - STALE_AFTER_S - 60
+    os.utime(lock, (old, old))  # ...not touched for longer than STALE_AFTER_S: gone
+    with caplog.at_level(logging.INFO, logger="vacancy"):
+        take().release()
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout.strip()
+        held_by(pid=int(dead))  # this host, a process that has ended
+        run_lock = take()
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        run_lock.release()
+        assert not lock.exists()
+        monkeypatch.setenv("SLURM_JOB_ID", "77")  # a requeued job: the holder is this job
+        held_by(pid=1, slurm_job_id="77", host="node-b")
+        take().release()
+    assert "has not touched it for 11 min" in caplog.text
+    assert f"a stale lock (its process (pid {dead} on" in caplog.text
+    assert "taken over from an earlier attempt of this run" in caplog.text
+
+
+def test_resume_checks_data_labels_and_model(tmp_path):
+    from vacancy.config import ConfigError
+    from vacancy.run_dir import check_same_run
+    run = {"data": "a.csv", "data_key": "k1", "labels": ["dev", "qa"], "model": "minilm"}
+    check_same_run(tmp_path, False, run)  # a new run records them
+    check_same_run(tmp_path, True, run)  # the same: goes on
+    for change, message in [
+        ({"data_key": "k2"}, "other data: a.csv's content, --max-length or --split-seed differ"),
+        ({"data_key": "k2", "labels": ["dev", "ops"]},
+         "other labels: 1 new \\(ops\\), 1 gone \\(qa\\); pass the run's --data"),
+        ({"model": "bert"}, "other model: --model bert, the run's: minilm"),
+    ]:
+        with pytest.raises(ConfigError, match=f"--resume: {tmp_path} was trained with {message}"):
+            check_same_run(tmp_path, True, {**run, **change})
