@@ -328,3 +328,112 @@ def test_resume_checks_data_labels_and_model(tmp_path):
     ]:
         with pytest.raises(ConfigError, match=f"--resume: {tmp_path} was trained with {message}"):
             check_same_run(tmp_path, True, {**run, **change})
+
+
+def tiny_run(data, out, model, *extra) -> list[str]:
+    return ["--data", str(data), "--model", str(model), "--output-dir", str(out), "--epochs", "1",
+            "--freeze-epochs", "0", "--batch-size", "8", "--cache-dir", str(out.parent / "cache"),
+            *extra]
+
+
+def main_in_process(args, capsys) -> tuple[int, str, list[str]]:
+    """train_ddp.main in this process: (exit status, stdout, stderr lines)."""
+    import train_ddp
+    code = train_ddp.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip().splitlines()
+
+
+def degenerate_csv(tmp_path, name="odd.csv", rare=True):
+    """Two labels, a third ("rare") on two train titles and a val title that has every label:
+    absent from test."""
+    from vacancy.data import read_csv
+    areas = ["qa", "programmer", "qa programmer"] * 20
+    parts = split(read_csv(areas_csv(tmp_path, areas, name)))
+    by_title = {title: i for i, title in enumerate(read_csv(tmp_path / name)["title"])}
+    if rare:
+        for title in parts.train["title"][:2]:
+            areas[by_title[title]] += " rare"
+        areas[by_title[parts.val["title"][0]]] = "qa programmer rare"
+    return areas_csv(tmp_path, areas, name)
+
+
+def test_degenerate_data_runs_to_the_end_then_resume_checks_and_a_late_crash(
+        tmp_path, tiny_model, capsys, monkeypatch):
+    """One tiny run through every end-of-run step (TF-IDF and kNN mix, evaluation, report,
+    plots, W&B offline) on a label absent from test and a title with every label,
+    started over a stale lock; then --resume on changed data, and a crash after training."""
+    import subprocess
+    import sys
+    from vacancy.run_dir import LOCK_FILE
+    data, out = degenerate_csv(tmp_path), tmp_path / "run"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    import socket
+    (out / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead),
+                                             "started": "earlier"}))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    code, stdout, err = main_in_process(tiny_run(data, out, tiny_model, "--wandb", "offline"),
+                                        capsys)
+    assert code == 0, err
+    assert f"warning: {out / LOCK_FILE}: a stale lock (its process (pid {dead} on" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["per_label"]["rare"]["support"] == 0 and "mix_test_micro_f1" in metrics
+    for name in ("report.txt", "loss.png", "per_label_f1.png", "best/decision.json", "run.json"):
+        assert (out / name).exists(), name
+    assert list((out / "wandb").glob("offline-run-*")) and not (out / LOCK_FILE).exists()
+
+    # --resume on data whose labels changed: one line that says so, before any checkpoint loads
+    degenerate_csv(tmp_path, rare=False)
+    code, _, err = main_in_process(tiny_run(data, out, tiny_model, "--resume"), capsys)
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f"error: --resume: {out} was trained with other labels: 1 gone "
+                             "(rare)")
+
+    # the run's data again: resuming the finished run re-evaluates it; a crash in the plots
+    degenerate_csv(tmp_path)
+    import vacancy.run
+
+    def broken(*args):
+        raise ValueError("no room for the bars")
+    monkeypatch.setattr(vacancy.run, "write_plots", broken)
+    code, _, err = main_in_process(tiny_run(data, out, tiny_model, "--resume", "--ensemble",
+                                            "off", "--wandb", "off"), capsys)
+    assert code == 1 and len(err) == 1, err
+    assert err[0] == (f"error: the plots failed after training (ValueError: no room for the "
+                      f"bars); {out / 'best'} is saved; the traceback is in {out / 'train.log'}")
+    assert (out / "best" / "model.safetensors").exists()
+    assert "Traceback" in (out / "train.log").read_text()
+
+
+def test_second_run_into_a_live_run_dir_is_refused(tmp_path, tiny_model, capsys):
+    """Two real processes: the first trains, the second is refused at once naming it, and the
+    first ends as if alone."""
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT, read_jsonl, run_env
+    from vacancy.run_dir import LOCK_FILE
+    data, out = areas_csv(tmp_path, ["qa", "programmer", "qa programmer"] * 14), tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "train_ddp.py",
+                              *tiny_run(data, out, tiny_model, "--ensemble", "off", "--wandb",
+                                        "off", "--batch-size", "4")],
+                             cwd=ROOT, env=run_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / LOCK_FILE).exists() and first.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        code, _, err = main_in_process(tiny_run(data, out, tiny_model), capsys)
+        assert code == 2 and len(err) == 1
+        assert err[0].startswith(f"error: --output-dir {out} is in use by another run (pid "
+                                 f"{first.pid} on ")
+        log, _ = first.communicate(timeout=600)
+    finally:
+        first.kill()
+    assert first.returncode == 0, log
+    assert "starting it over" not in log
+    assert [r["epoch"] for r in read_jsonl(out / "history.jsonl") if r["kind"] == "epoch"] == [1]
+    assert not (out / LOCK_FILE).exists()

@@ -137,17 +137,18 @@ def finish(config, data, state, precision: str, tracker, val_probs, test_probs, 
                    precision=precision, model=config.model,
                    optimizer_steps=state.step, skipped_steps=state.skipped_steps,
                    train_seconds=round(state.train_seconds, 1), epochs=state.epochs)
-    with writing(best, "thresholds.json, decision.json, tfidf/ and knn/"), \
-            after_training("saving the mix in best/", run_dir):
+    # a failed write says what it was writing (WriteError); after_training lets it through
+    with after_training("saving the mix in best/", run_dir), \
+            writing(best, "thresholds.json, decision.json, tfidf/ and knn/"):
         decision.save(best, labels.names)
-    with writing(run_dir, "metrics.json, report.txt and test_predictions.csv"), \
-            after_training("writing the results", run_dir):
+    with after_training("writing the results", run_dir), \
+            writing(run_dir, "metrics.json, report.txt and test_predictions.csv"):
         write_results(run_dir, metrics, report, decision.thresholds, labels.names, data.test,
                       decision.test_probs, config.at_least_one)
     print(report)
     print(summary(metrics))
-    with writing(run_dir, "the plots (loss.png, per_label_*.png)"), \
-            after_training("the plots", run_dir):
+    with after_training("the plots", run_dir), \
+            writing(run_dir, "the plots (loss.png, per_label_*.png)"):
         plots = write_plots(run_dir, metrics)
     with after_training("the W&B records", run_dir):
         tracker.finish(metrics, report, plots, best)
