@@ -437,3 +437,28 @@ def test_second_run_into_a_live_run_dir_is_refused(tmp_path, tiny_model, capsys)
     assert "starting it over" not in log
     assert [r["epoch"] for r in read_jsonl(out / "history.jsonl") if r["kind"] == "epoch"] == [1]
     assert not (out / LOCK_FILE).exists()
+
+
+def test_full_disk_in_a_deepspeed_checkpoint_keeps_the_previous_tag(tmp_path):
+    """DeepSpeed's save_checkpoint on a full disk: one line, the partial tag removed, `latest`
+    and the tag it names untouched (a stand-in engine: no DeepSpeed start-up)."""
+    import errno
+    from vacancy.checkpoint import WriteError
+    from vacancy.deepspeed_engine import CKPT_DIR, DeepSpeedEngine
+    folder = tmp_path / CKPT_DIR
+    (folder / "epoch1").mkdir(parents=True)
+    (folder / "epoch1" / "mp_rank_00_model_states.pt").write_bytes(b"saved")
+    (folder / "latest").write_text("epoch1")
+
+    class FullDisk:
+        def save_checkpoint(self, save_dir, tag, client_state):
+            (Path(save_dir) / tag).mkdir()
+            (Path(save_dir) / tag / "mp_rank_00_model_states.pt").write_bytes(b"par")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    engine = object.__new__(DeepSpeedEngine)
+    engine.ds = FullDisk()
+    with pytest.raises(WriteError, match=f"{folder}: cannot write epoch2/ \\(No space left on "
+                                         "device.*`latest` still names the previous tag"):
+        engine.save_last(tmp_path, json.dumps({"epoch": 2, "in_epoch": {}}))
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch1", "latest"]
+    assert (folder / "epoch1" / "mp_rank_00_model_states.pt").read_bytes() == b"saved"
