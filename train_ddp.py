@@ -25,17 +25,29 @@ from vacancy.config import ConfigError, TrainConfig, parse_config
 log = logging.getLogger("vacancy")
 
 
-def prepare_run_dir(config: TrainConfig) -> bool:
-    """Check `--output-dir` and return whether to resume. A torchrun restart or a Slurm requeue
-    resumes by itself; a directory holding another run needs --resume or --overwrite. A run that
-    ended before its first epoch (a bad flag, a missing package...) trained nothing, so the same
-    command simply starts it over."""
+def prepare_run_dir(config: TrainConfig, lock) -> bool:
+    """Check `--output-dir` and return whether to resume. Rank 0 first takes the directory's
+    lock (vacancy.run_dir.RunLock): a second live run into it stops here, before anything is
+    deleted. A torchrun restart or a Slurm requeue resumes by itself; a directory holding another
+    run needs --resume or --overwrite. A run that ended before its first epoch (a bad flag, a
+    missing package...) trained nothing, so the same command simply starts it over."""
     from vacancy import checkpoint, dist
     from vacancy.deepspeed_engine import CKPT_DIR
+    from vacancy.run_dir import LOCK_FILE
 
     run_dir = Path(config.output_dir)
     restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0 or \
         int(os.environ.get("SLURM_RESTART_COUNT", 0)) > 0
+
+    def take_lock() -> None:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--output-dir {run_dir}: cannot create it ({e.strerror})")
+        lock.acquire()
+
+    # every rank learns whether rank 0 got the directory before any rank looks into it
+    dist.on_main(take_lock, errors=(ConfigError,))
     started = (run_dir / "config.json").exists()
     trained = started and any((run_dir / name).exists() for name in (
         checkpoint.LAST, checkpoint.BEST, checkpoint.LAST + ".old", CKPT_DIR, "metrics.json"))
@@ -43,16 +55,22 @@ def prepare_run_dir(config: TrainConfig) -> bool:
     if trained and not (config.resume or config.overwrite or restarted):
         raise ConfigError(f"--output-dir {run_dir} holds another run: pass --resume to continue it "
                           "or --overwrite to replace it")
-    if dist.is_main():
+
+    def start() -> None:
         if started and not restarted and (config.overwrite or not trained):
             if not trained:
                 log.info("%s: the run there ended before its first epoch; starting it over",
                          run_dir)
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+            for path in run_dir.iterdir():  # all but the lock this run holds
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.name != LOCK_FILE:
+                    path.unlink()
         checkpoint.recover(run_dir)
-        config.save(run_dir / "config.json")
-    dist.barrier()
+        with checkpoint.writing(run_dir, "config.json"):
+            config.save(run_dir / "config.json")
+
+    dist.on_main(start, errors=(checkpoint.WriteError,))
     return config.resume or restarted
 
 
@@ -99,17 +117,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(config: TrainConfig) -> int:
     from vacancy import console, dist
-    from vacancy.checkpoint import CheckpointError
+    from vacancy.checkpoint import CheckpointError, WriteError
     from vacancy.data import DataError
     from vacancy.model import ModelError
-    from vacancy.run import run
+    from vacancy.run import FinishError, run
+    from vacancy.run_dir import RunLock
     from vacancy.trainer import Stopped, TrainingError
 
     device = dist.setup()
     console.setup_logging(dist.is_main())
+    lock = RunLock(Path(config.output_dir))
     try:
         preflight(config, device)
-        resume = prepare_run_dir(config)
+        resume = prepare_run_dir(config, lock)
         console.log_libraries_to(Path(config.output_dir) if dist.is_main() else None)
         metrics = run(config, device, resume)
         if dist.is_main():  # the final metrics exist on rank 0 only
@@ -127,7 +147,12 @@ def train(config: TrainConfig) -> int:
     except (ConfigError, DataError, ModelError, CheckpointError, TrainingError) as e:
         print_error(e, every_rank=isinstance(e, TrainingError))
         return 2 if not isinstance(e, TrainingError) else 1
+    except (WriteError, FinishError) as e:  # not the input: the disk, or a step after training
+        if dist.is_main():
+            print(f"error: {e}", file=sys.stderr)
+        return 1
     finally:
+        lock.release()
         console.close_log_file()
         dist.teardown()
 

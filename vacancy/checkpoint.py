@@ -2,7 +2,9 @@
 state).
 
 A directory is written under a temporary name, then swapped in with renames, so a process killed at
-any moment leaves the previous version loadable. Nothing here unpickles arbitrary objects: weights
+any moment leaves the previous version loadable; a write that fails (a full disk, a read-only
+directory) removes the temporary folder and raises WriteError, one line naming the directory and
+what was being written. Nothing here unpickles arbitrary objects: weights
 are safetensors and trainer state is read with `torch.load(weights_only=True)`.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 BEST, LAST = "best", "last"
@@ -21,21 +24,53 @@ STATE_FILE = "trainer_state.pt"
 MODEL_FILE = "model.safetensors"
 
 
+class WriteError(RuntimeError):
+    """An output the run could not write (a full disk, a read-only directory); the message names
+    the directory and what was being written."""
+
+
+@contextmanager
+def writing(directory: Path, what: str, note: str = ""):
+    """Turn a failed write inside the block into WriteError. torch.save reports a full disk as a
+    bare RuntimeError ("unexpected pos ..."), safetensors as SafetensorError: the free space
+    left is added to the message, which tells a full disk from the rest."""
+    try:
+        yield
+    except (OSError, RuntimeError, SafetensorError) as e:
+        if isinstance(e, WriteError):
+            raise
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else \
+            (str(e).strip().splitlines() or [type(e).__name__])[0]
+        try:
+            reason += f"; {shutil.disk_usage(directory).free / 2**20:.0f} MB free there"
+        except OSError:
+            pass
+        raise WriteError(f"{directory}: cannot write {what} ({reason}); {note}free space there or "
+                         "pass another --output-dir") from e
+
+
 @contextmanager
 def atomic_dir(target: Path):
-    """Yield a fresh temporary directory; when the block succeeds it replaces `target`."""
+    """Yield a fresh temporary directory; when the block succeeds it replaces `target`. When it
+    fails, the temporary directory goes and `target` stays as it was (WriteError for a failed
+    write)."""
     target = Path(target)
     tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    yield tmp
-    _fsync_tree(tmp)
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)  # between these two renames only `.old` exists: see recover()
-    shutil.rmtree(old, ignore_errors=True)
+    with writing(target.parent, f"{target.name}/", f"the previous {target.name}/ is kept; "):
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            yield tmp
+            _fsync_tree(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        old = target.with_name(target.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)  # between these two renames only `.old` exists: see recover()
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def recover(run_dir: Path) -> None:

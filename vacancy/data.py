@@ -161,6 +161,7 @@ def load_splits(path: str, split_seed: int = 42) -> LabelledSplits:
     labels = LabelSpace.fit(parts.train["labels"])
     targets = {name: labels.encode(getattr(parts, name)["labels"], name)
                for name in ("train", "val", "test")}
+    check_learnable(targets, labels, path)
     leaked = count_leaked(parts.train, parts.test)
     log.info("data: %d train / %d val / %d test titles, %d labels; %d test title(s) (%.1f%%) also "
              "occur verbatim in train", len(parts.train), len(parts.val), len(parts.test),
@@ -171,6 +172,27 @@ def load_splits(path: str, split_seed: int = 42) -> LabelledSplits:
 def count_leaked(train: pd.DataFrame, other: pd.DataFrame) -> int:
     """How many titles of `other` occur verbatim (after cleaning) in train."""
     return int(other["title"].isin(set(train["title"])).sum())
+
+
+def check_learnable(targets: dict[str, np.ndarray], labels: "LabelSpace", path) -> None:
+    """Refuse data that nothing can be learned from or measured on, before any model loads: one
+    label set on every train title, no label with 2 train examples, or no val or test title left
+    with a label seen in train (LabelSpace.encode dropped the others). Data where only some labels
+    are unlearnable passes: the warnings count those. Works on the prepared matrices, so a cached
+    preparation is checked too."""
+    train = targets["train"]
+    if not (train != train[:1]).any():
+        names = [name for name, on in zip(labels.names, train[0]) if on]
+        raise DataError(f"{path}: every train title has the same label set "
+                        f"({' '.join(names[:10])}): there is nothing to tell apart")
+    if train.sum(axis=0).max() < 2:
+        raise DataError(f"{path}: no label has 2 train examples (of {len(labels)} labels, "
+                        f"{len(train)} train titles): there is nothing to learn")
+    for part in ("val", "test"):
+        if not targets[part].any():
+            raise DataError(f"{path}: no {part} title has a label seen in train "
+                            f"({len(targets[part])} {part} titles): there is nothing to "
+                            f"{'tune on' if part == 'val' else 'measure'}")
 
 
 class LabelSpace:

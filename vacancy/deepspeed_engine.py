@@ -152,10 +152,9 @@ class DeepSpeedEngine(Scorer):
             state = self.ds._zero3_consolidated_16bit_state_dict()  # full on rank 0 only
         else:
             state = self.model.state_dict()
-        if dist.is_main():
-            state = {k: v.float() for k, v in state.items()}
-            checkpoint.save_best(run_dir, self.model, tokenizer, meta, state_dict=state)
-        dist.barrier()
+        dist.on_main(lambda: checkpoint.save_best(
+            run_dir, self.model, tokenizer, meta,
+            state_dict={k: v.float() for k, v in state.items()}), errors=(checkpoint.WriteError,))
 
     def save_last(self, run_dir: Path, run_state: str) -> None:
         """DeepSpeed checkpoint (all ranks, one tag). `latest` is only updated once the new tag
@@ -165,7 +164,14 @@ class DeepSpeedEngine(Scorer):
         if run["in_epoch"]:  # saved inside the (next) epoch
             tag += f"_batch{run['in_epoch']['batches']}"
         folder = Path(run_dir) / CKPT_DIR
-        self.ds.save_checkpoint(str(folder), tag=tag, client_state={"run": run_state})
+        try:
+            with checkpoint.writing(folder, f"{tag}/", "`latest` still names the previous tag; "):
+                self.ds.save_checkpoint(str(folder), tag=tag, client_state={"run": run_state})
+        except checkpoint.WriteError:
+            latest = folder / "latest"  # moved only once a tag is complete
+            if dist.is_main() and not (latest.exists() and latest.read_text().strip() == tag):
+                shutil.rmtree(folder / tag, ignore_errors=True)  # the partial tag
+            raise
         dist.barrier()
         if dist.is_main():
             for old in folder.iterdir():

@@ -114,3 +114,20 @@ def broadcast_object(obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def on_main(action, *args, errors: tuple = ()):
+    """`action(*args)` on rank 0 while the others wait; returns its result on rank 0 (None on the
+    others). An exception of `errors` that it raises is raised on every rank, so that all of them
+    stop with the same message instead of the others failing in their next collective when rank
+    0 leaves."""
+    result = error = None
+    if is_main():
+        try:
+            result = action(*args)
+        except errors as e:
+            error = e
+    error = broadcast_object(error)  # also the barrier the others wait in
+    if error is not None:
+        raise error
+    return result

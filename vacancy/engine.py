@@ -184,16 +184,14 @@ class DDPEngine(Scorer):
         return lrs(self.optimizer)
 
     def save_best(self, run_dir: Path, tokenizer, meta: dict) -> None:
-        if dist.is_main():
-            checkpoint.save_best(run_dir, self.model, tokenizer, meta)
-        dist.barrier()
+        dist.on_main(checkpoint.save_best, run_dir, self.model, tokenizer, meta,
+                     errors=(checkpoint.WriteError,))
 
     def save_last(self, run_dir: Path, run_state: str) -> None:
-        if dist.is_main():
-            checkpoint.save_last(run_dir, self.model, {
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "run": run_state})
-        dist.barrier()
+        dist.on_main(lambda: checkpoint.save_last(run_dir, self.model, {
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "run": run_state}),
+            errors=(checkpoint.WriteError,))
 
     def load_last(self, run_dir: Path) -> str | None:
         """Load last/ (every rank reads the same files); return the saved run state."""

@@ -33,6 +33,7 @@ DECISION_FILE = "decision.json"
 # titles it fits on a random sample of this size (docs/results/quality.md has the timings), and the
 # kNN part keeps the same sample.
 MAX_FIT_TITLES = 100_000
+MIN_FIT_POSITIVES = 2  # train titles with (and without) a label for the TF-IDF part to fit it
 
 
 def build_classifier(C: float = 10.0, seed: int = 42, n_jobs: int | None = None):
@@ -79,19 +80,23 @@ class TfidfModel:
         if len(titles) > max_titles:
             keep = np.random.default_rng(seed).choice(len(titles), max_titles, replace=False)
             titles, targets = titles[keep], targets[keep]
-        # every core: the other ranks of a run wait for this one at a barrier meanwhile
-        pipeline = fit_classifier(titles, targets, C, seed)
-        union, ovr = pipeline.steps[0][1], pipeline.steps[1][1]
-        coef, intercept = [], []
-        for est in ovr.estimators_:
-            if hasattr(est, "coef_"):
-                coef.append(est.coef_[0])
-                intercept.append(est.intercept_[0])
-            else:  # a label present in every (or no) train title: sklearn's constant predictor
-                coef.append(np.zeros(sum(len(v.vocabulary_) for _, v in union.transformer_list)))
-                intercept.append(20.0 if est.y_ else -20.0)
-        return cls([v for _, v in union.transformer_list], np.asarray(coef, np.float32),
-                   np.asarray(intercept, np.float32))
+        # A label with under 2 train positives (or negatives) has nothing for liblinear to fit:
+        # it keeps its prior log-odds (smoothed by half a title) and no coefficients. With
+        # thousands of one-title labels this skips thousands of fits.
+        positives = targets.sum(axis=0)
+        fitted = np.minimum(positives, len(targets) - positives) >= MIN_FIT_POSITIVES
+        intercept = np.log((positives + 0.5) / (len(targets) - positives + 0.5))
+        if fitted.any():
+            # every core: the other ranks of a run wait for this one at a barrier meanwhile
+            pipeline = fit_classifier(titles, targets[:, fitted], C, seed)
+            union, estimators = pipeline.steps[0][1], pipeline.steps[1][1].estimators_
+        else:
+            union, estimators = build_classifier(C, seed).steps[0][1].fit(titles), []
+        vectorizers = [v for _, v in union.transformer_list]
+        coef = np.zeros((len(fitted), sum(len(v.vocabulary_) for v in vectorizers)), np.float32)
+        for j, est in zip(np.flatnonzero(fitted), estimators):
+            coef[j], intercept[j] = est.coef_[0], est.intercept_[0]
+        return cls(vectorizers, coef, np.asarray(intercept, np.float32))
 
     def logits(self, titles) -> np.ndarray:
         import scipy.sparse

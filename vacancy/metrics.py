@@ -8,6 +8,9 @@ from .config import THRESHOLD_POLICIES  # noqa: F401 (re-exported)
 MIN_TUNING_SUPPORT = 5  # labels with fewer positives in val keep the default threshold
 DEFAULT_THRESHOLD = 0.5
 SHRINK_PRIOR_WEIGHT = 50  # val positives at which a label's own threshold and the global weigh 1:1
+# with more than twice this many labels, reports and plots list the worst and the best this many
+# (metrics.json keeps every label)
+SHOWN_LABELS = 30
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -91,28 +94,61 @@ def predict_labels(probs: np.ndarray, thresholds: np.ndarray,
 def evaluate(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarray,
              labels: list[str], at_least_one: bool = False) -> tuple[dict, str]:
     """All reported metrics at `thresholds`, and sklearn's per-label classification report."""
-    from sklearn.metrics import (classification_report, f1_score, hamming_loss,
+    from sklearn.metrics import (classification_report, f1_score,
                                  precision_recall_fscore_support, precision_score, recall_score)
-    y = targets.astype(int)
-    pred = predict_labels(probs, thresholds, at_least_one)
-    p, r, f, s = precision_recall_fscore_support(y, pred, zero_division=0)
+    columns = list(range(len(labels)))
+
+    def multilabel(matrix: np.ndarray) -> np.ndarray:
+        # sklearn reads a single column as a binary target (no "samples" average): pad one
+        # column that no score counts (every call below passes labels=columns)
+        matrix = matrix.astype(int)
+        return np.hstack([matrix, np.zeros_like(matrix)]) if len(columns) == 1 else matrix
+
+    y, pred = multilabel(targets), multilabel(predict_labels(probs, thresholds, at_least_one))
+    at_half = multilabel(probs >= 0.5)
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=columns, zero_division=0)
+
+    def score(function, average: str, predicted: np.ndarray = pred) -> float:
+        return function(y, predicted, labels=columns, average=average, zero_division=0)
+
     metrics = {
-        "micro_f1": f1_score(y, pred, average="micro", zero_division=0),
-        "macro_f1": f1_score(y, pred, average="macro", zero_division=0),
-        "samples_f1": f1_score(y, pred, average="samples", zero_division=0),
-        "micro_precision": precision_score(y, pred, average="micro", zero_division=0),
-        "micro_recall": recall_score(y, pred, average="micro", zero_division=0),
+        "micro_f1": score(f1_score, "micro"),
+        "macro_f1": score(f1_score, "macro"),
+        "samples_f1": score(f1_score, "samples"),
+        "micro_precision": score(precision_score, "micro"),
+        "micro_recall": score(recall_score, "micro"),
         "subset_accuracy": float(np.mean(np.all(pred == y, axis=1))),
-        "hamming_loss": hamming_loss(y, pred),
-        "micro_f1_at_0.5": f1_score(y, (probs >= 0.5).astype(int), average="micro",
-                                    zero_division=0),
+        "hamming_loss": float(np.mean(pred[:, columns] != y[:, columns])),
+        "micro_f1_at_0.5": score(f1_score, "micro", at_half),
         "per_label": {name: {"precision": float(p[j]), "recall": float(r[j]), "f1": float(f[j]),
                              "support": int(s[j]), "threshold": float(thresholds[j])}
                       for j, name in enumerate(labels)},
     }
     metrics = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in metrics.items()}
-    report = classification_report(y, pred, target_names=labels, zero_division=0, digits=3)
-    return metrics, report
+    report = classification_report(y, pred, labels=columns, target_names=labels,
+                                   zero_division=0, digits=3)
+    return metrics, shorten_report(report, metrics["per_label"])
+
+
+def shown_labels(per_label: dict[str, dict], n: int = SHOWN_LABELS) -> list[str]:
+    """The labels a report or plot lists when there are many: the `n` worst and `n` best by test
+    F1 (ties by name), worst first; all of them, worst first, when there are at most 2n."""
+    ranked = sorted(per_label, key=lambda name: (per_label[name]["f1"], name))
+    return ranked if len(ranked) <= 2 * n else ranked[:n] + ranked[-n:]
+
+
+def shorten_report(report: str, per_label: dict[str, dict], n: int = SHOWN_LABELS) -> str:
+    """sklearn's classification report cut to the rows of shown_labels(), in label order, with a
+    line that says so (the averages still count every label; metrics.json has every row)."""
+    if len(per_label) <= 2 * n:
+        return report
+    lines = report.splitlines()
+    rows = lines[2:2 + len(per_label)]  # header, blank line, then one row per label in order
+    shown = set(shown_labels(per_label, n))
+    kept = [row for name, row in zip(per_label, rows) if name in shown]
+    note = (f"({len(per_label) - len(kept)} of {len(per_label)} labels not shown: the {n} worst "
+            f"and {n} best by F1 are; metrics.json per_label has them all)")
+    return "\n".join(lines[:2] + kept + ["", note] + lines[2 + len(per_label):]) + "\n"
 
 
 def f1_counts(pred: np.ndarray, targets: np.ndarray) -> tuple[float, float]:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from .metrics import shown_labels
+
 PLOTS = {"loss": "loss.png", "per_label_f1": "per_label_f1.png",
          "per_label_precision_recall": "per_label_precision_recall.png"}
 
@@ -17,10 +19,12 @@ def write_plots(run_dir: Path, metrics: dict) -> dict[str, Path]:
     """Draw every plot; returns {name: path}."""
     paths = {name: Path(run_dir) / file for name, file in PLOTS.items()}
     plot_loss(metrics["epochs"], metrics["best_epoch"]).savefig(paths["loss"], dpi=100)
-    labels = sorted(metrics["per_label"], key=lambda x: metrics["per_label"][x]["f1"])
-    per_label = {name: metrics["per_label"][name] for name in labels}  # worst F1 first
-    plot_per_label_f1(per_label).savefig(paths["per_label_f1"], dpi=100)
-    plot_precision_recall(per_label).savefig(paths["per_label_precision_recall"], dpi=100)
+    # worst F1 first; with many labels the worst and best SHOWN_LABELS only (a bar a label)
+    labels = shown_labels(metrics["per_label"])
+    per_label = {name: metrics["per_label"][name] for name in labels}
+    of = len(metrics["per_label"])
+    plot_per_label_f1(per_label, of).savefig(paths["per_label_f1"], dpi=100)
+    plot_precision_recall(per_label, of).savefig(paths["per_label_precision_recall"], dpi=100)
     return paths
 
 
@@ -44,15 +48,18 @@ def plot_loss(epochs: list[dict], best_epoch: int) -> Figure:
     return fig
 
 
-def _label_axes(n_labels: int, title: str) -> tuple[Figure, object]:
+def _label_axes(n_labels: int, title: str, of: int | None = None) -> tuple[Figure, object]:
+    """Axes with a row per label; `of`: how many labels there are when only some are drawn."""
+    if of is not None and of > n_labels:
+        title += f"\n{n_labels // 2} worst and {n_labels - n_labels // 2} best of {of} labels by F1"
     fig = Figure(figsize=(7, 1.5 + 0.28 * n_labels), layout="constrained")
     ax = fig.add_subplot()
     ax.set(xlim=(0, 1), ylim=(-0.6, n_labels - 0.4), title=title)
     return fig, ax
 
 
-def plot_per_label_f1(per_label: dict[str, dict]) -> Figure:
-    fig, ax = _label_axes(len(per_label), "Test F1 per label (at its threshold), with support")
+def plot_per_label_f1(per_label: dict[str, dict], of: int | None = None) -> Figure:
+    fig, ax = _label_axes(len(per_label), "Test F1 per label (at its threshold), with support", of)
     y = np.arange(len(per_label))
     f1 = [row["f1"] for row in per_label.values()]
     ax.barh(y, f1, color="C0")
@@ -66,8 +73,9 @@ def plot_per_label_f1(per_label: dict[str, dict]) -> Figure:
     return fig
 
 
-def plot_precision_recall(per_label: dict[str, dict]) -> Figure:
-    fig, ax = _label_axes(len(per_label), "Test precision and recall per label at its threshold")
+def plot_precision_recall(per_label: dict[str, dict], of: int | None = None) -> Figure:
+    fig, ax = _label_axes(len(per_label), "Test precision and recall per label at its threshold",
+                          of)
     y = np.arange(len(per_label))
     ax.barh(y + 0.2, [row["precision"] for row in per_label.values()], height=0.4,
             label="precision", color="C2")

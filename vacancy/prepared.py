@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import dist
-from .data import DataError, LabelSpace, TokenIds, load_splits, tokenize
+from .data import DataError, LabelSpace, TokenIds, check_learnable, load_splits, tokenize
 from .ensemble import MAX_FIT_TITLES
 
 log = logging.getLogger("vacancy")
@@ -71,7 +71,9 @@ def prepare(config, tokenizer) -> PreparedData:
     outcome = dist.broadcast_object(outcome)
     if isinstance(outcome, DataError):
         raise outcome
-    return load(Path(outcome))
+    data = load(Path(outcome))
+    check_learnable(data.targets, data.labels, config.data)  # a cache made before the check
+    return data
 
 
 def default_cache_dir(config) -> Path:
