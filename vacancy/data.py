@@ -50,7 +50,7 @@ _SPLIT_BY_NLTK = re.compile(r"\b(?:cannot|gimme|gonna|gotta|lemme|wanna)\b")
 
 
 def _pad_each(chars: str):
-    """r" \g<0> " on a class of single characters: each padded with spaces, which pads no other
+    r"""r" \g<0> " on a class of single characters: each padded with spaces, which pads no other
     (rewrite and gate)."""
     def substitute(replacement: str, text: str) -> str:
         for c in chars:
