@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pandas as pd
+import regex
 import torch
 from sklearn.model_selection import train_test_split
 
@@ -89,9 +90,13 @@ def test_cleaning_is_nltks_exactly(data):
     assert [clean_title(t) for t in titles] == reference
 
 
-def test_the_folds_are_all_the_characters_ignorecase_takes_for_ascii_letters():
+def test_what_the_rewrites_assume_of_the_regex_engines():
     everything = "".join(map(chr, range(0x80, 0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
+    # the gates of the (?i) rules: no other character stands for an ASCII letter
     assert sorted(re.findall("(?i)[a-z]", everything)) == sorted(vdata._FOLDS_TO_ASCII)
+    # the whitespace rule may be skipped: str.split splits at all of NLTK's \s, and more
+    everything = "".join(map(chr, range(0x80))) + everything
+    assert set(regex.findall(r"\s", everything)) <= {c for c in everything if c.isspace()}
 
 
 def test_a_rule_this_nltk_does_not_know_turns_the_fast_cleaning_off(monkeypatch, caplog):

@@ -97,8 +97,11 @@ _ONE_LINE = {  # (NLTK's source, replacement) -> (rewrite: pattern, str function
     (r"([»”’])", r" \1 "): _pad_each("»”’"),
     (r"''", " '' "): _literal("''", " '' "),
     (r'"', " '' "): _literal('"', " '' "),
-    # runs of 2+ whitespace, or one that is not a space: leaves a lone space alone, as it is
-    (r"\s+", " "): (r"[^\S\n]{2,}|[^\S \n]", None),
+    # runs of 2+ whitespace, or one that is not a space: leaves a lone space alone, as it is.
+    # Its gate is not its matches' but the later rules': without them, the final str.split
+    # splits where it puts spaces (str.split's whitespace holds regex's \s).
+    (r"\s+", " "): (r"[^\S\n]{2,}|[^\S \n]",
+                    ("'", "cannot", "gimme", "gonna", "gotta", "lemme", "wanna", *_FOLDS_TO_ASCII)),
     (r"([^' ])('[sS]|'[mM]|'[dD]|') ", r"\1 \2 "):
         (r"([^' \n])('[sS]|'[mM]|'[dD]|') ", ("' ", "'s ", "'S ", "'m ", "'M ", "'d ", "'D ")),
     (r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) ", r"\1 \2 "):
@@ -117,9 +120,7 @@ _ONE_LINE = {  # (NLTK's source, replacement) -> (rewrite: pattern, str function
     (r"(?i) ('t)(?#X)(is)\b", r" \1 \2 "): (None, (" 'tis",)),
     (r"(?i) ('t)(?#X)(was)\b", r" \1 \2 "): (None, (" 'twas",)),
 }
-# a token made of punctuation only; the stdlib's \s is str.split's whitespace
-_PUNCTUATION_TOKEN = re.compile(rf"(?<!\S)[{re.escape(string.punctuation)}]+(?!\S)")
-CHUNK = 4096  # titles joined into one text: long enough that the per-call costs vanish
+CHUNK = 1024  # titles joined into one text: long enough that the per-call costs vanish
 
 
 def _clean_title_nltk(text: str) -> str:
@@ -161,20 +162,36 @@ def _one_line_rules():
     return stages
 
 
-# the characters of the gates but letters, digits and the space (which every text may hold)
+# What opens gates, as a text's signature holds it: the gates' characters but letters, digits
+# and the space (which every text may hold), and _WORD if the text holds a gate that is a word
 _GATE_CHARS = frozenset(c for _, gate in _ONE_LINE.values() for s in gate or () for c in s
                         if not c.isalnum() and c != " ") | frozenset(_FOLDS_TO_ASCII)
+_GATE_WORDS = re.compile("|".join(sorted({s for _, gate in _ONE_LINE.values() for s in gate or ()
+                                          if s.isascii() and s.isalpha()})))
+_WORD = "a word"
+
+
+def _signature(text: str) -> frozenset:
+    held = [c for c in _GATE_CHARS if c in text]
+    return frozenset(held + [_WORD] if _GATE_WORDS.search(text) else held)
+
+
+def _needs(gate_string: str) -> frozenset:
+    word = {_WORD} if gate_string.isascii() and gate_string.isalpha() else set()
+    return _GATE_CHARS.intersection(gate_string) | word
 
 
 @lru_cache(maxsize=1024)
 def _rules_for(signature: frozenset) -> tuple[list, list]:
-    """The rules of each stage whose gate a text holding these of _GATE_CHARS may open. A rule
-    adds no character to a text but the space, and "`" and "'" where it holds quotes, so a gate
-    none of whose strings has all its _GATE_CHARS in `signature` or those stays closed."""
+    """The rules of each stage whose gate a text of this _signature may open. A rule writes no
+    character but the space, the ones it matched, and "`" and "'" in place of quotes, and never
+    joins two (what it deletes is whitespace or quotes, and it writes a space or a quote there),
+    so no gate word appears that the text did not hold: a gate string is possible only if the
+    signature, with those quotes, holds all it _needs."""
     possible = signature | {"`", "'"} if signature & {'"', "'"} else signature
 
     def may_open(gate) -> bool:
-        return gate is None or any(_GATE_CHARS.intersection(s) <= possible for s in gate)
+        return gate is None or any(_needs(s) <= possible for s in gate)
     return tuple([rule for rule in stage if may_open(rule[2])] for stage in _one_line_rules())
 
 
@@ -189,11 +206,11 @@ def _clean_lines(titles: list[str]) -> list[str]:
     """_clean_title_nltk of many lower-cased titles without "\n", each rule applied once to all
     of them (see _ONE_LINE)."""
     text = "\n".join(titles)
-    before, after = _rules_for(frozenset(_GATE_CHARS.intersection(text)))
+    before, after = _rules_for(_signature(text))
     text = _substitute(before, text)
     text = _substitute(after, " " + text.replace("\n", " \n ") + " ")  # tokenize() pads each
-    text = _PUNCTUATION_TOKEN.sub("", text)
-    return [" ".join(line.split()) for line in text.split("\n")] if titles else []
+    return [" ".join([t for t in line.split() if t.strip(string.punctuation)])
+            for line in text.split("\n")] if titles else []
 
 
 def _is_plain(text: str) -> bool:
@@ -221,6 +238,7 @@ def clean_titles(titles: list[str]) -> list[str]:
     core."""
     codes, distinct = pd.factorize(pd.Series([str(t).lower() for t in titles], dtype=object),
                                    use_na_sentinel=False)
+    distinct = distinct.tolist()
     cleaned = [" ".join(t.split()) if _is_plain(t) else None for t in distinct]
     rest = [i for i, t in enumerate(cleaned) if t is None]
     lines = [i for i in rest if "\n" not in distinct[i]] if _one_line_rules() is not None else []
