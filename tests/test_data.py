@@ -1,15 +1,19 @@
 import logging
-import string
+import random
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pandas as pd
+import regex
 import torch
 from sklearn.model_selection import train_test_split
 
-from vacancy.data import (LabelSpace, PadCollator, TokenIds, _word_tokenizer, clean_title,
+import vacancy.data as vdata
+from vacancy.data import (LabelSpace, PadCollator, TokenIds, _clean_title_nltk, clean_title,
                           clean_titles, count_leaked, parse_labels, read_csv, split, tokenize)
+from vacancy.synth import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,21 +26,92 @@ def test_clean_title_lowercases_and_drops_punctuation_tokens():
     assert clean_title(once) == once  # prediction may clean already-clean text
 
 
-def nltk_clean(text):  # clean_title without its plain-words shortcut
-    tokens = _word_tokenizer().tokenize(str(text).lower())
-    return " ".join(t for t in tokens if not all(c in string.punctuation for c in t))
+# what the fast cleaning must get right: quotes, contractions, the final period, the ends of a
+# title, whitespace of every kind, characters that (?i) takes for ASCII letters
+ADVERSARIAL = [
+    '"quoted" title', "''double'' single", "``tick`` x", 'say "hi"', '("x")', "[''y'']", '{"a"}',
+    '<"b">', '"', '""', '"""', "'", "''", "'''", "`a", "``", "```", "a``b", "a`", '"a', 'a"',
+    ' "a', '("', "'\"'", "«a»", "“a”", "‘a’", "„a“", "a’s", "a’ll", "end.»", "end.'", "end.'\"",
+    "can't", "cannot", "Cannot", "can not", "gonna", "gon na", "gotta go", "wanna", "wanna\tbe",
+    "wanna.", "wanna!", "x wanna", "wannabe", "lemme", "gimme", "d'ye", "more'n", "whaddya",
+    "whatcha", "'tis", "'twas", " 'tis x", "x 'tis", "x'tis", "'tis.", "i'll", "you're", "isn't",
+    "we've", "don't", "DON'T", "n't", "x'd", "x'm", "x'll", "x'LL", "X'RE", "x're", "'re", "'ve x",
+    "it's", "A'S", "'s", "a 's", "o'neil", "rock 'n' roll", "'quoted'", "ends with'", "'start",
+    "a' b", "a 'b", "a 'b 'c", "x' ", "gımme", "gİmme", "cannoſ", "x 'tiſ", "İstanbul", "KELVIN",
+    "...", "a...", "a...b", "a..", "..", ".", "etc.", "sr. dev", "dev sr.", "dev.)", 'dev.")',
+    "dev .", "a.b.", "a. ", "end.\t", "end .  ", "(end.)", "a . b .", "1.2.3", "v1.0", "e.g. dev",
+    "i.e.", "u.s. army", "ph.d.", "m.sc", "3.5", "3.", "a -- b", "a--b", "a---b", "a—b", "a – b",
+    "a‒b", "a―b", "\u2015\u2015", " - ", "-", "a-", "-a", "(a)", "[a]", "{a}", "<a>", "a(b)c",
+    "((a))", "a)", "(", "c++", "c#", ".net", "node.js", "asp.net mvc", "1,000", "1,000.50", "a,1",
+    "&amp;", "50%", "$100", "@home", "#1", "a;b", "a:b", "a:", "a,", ":a", ",a", "1:2", "a ,b",
+    "a , b", "a,,b", "a::b", "::", "a:/", "a,/", "a*b", "**", "a?!", "?", "!a", "a/b", "a\\b",
+    "a|b", "~a", "^a", "a_b", "http://x.com/a?b=c&d=e", "https://www.example.com.",
+    "me@mail.com", "john.doe@x.org.", "", "   ", "a\tb", "a\r\nb", "a\nb", "\n", "a.\nb.", "\t",
+    "\x0b", "\x0c", "a\x1cb", "a.\x1c", "a\x1f", "a\u00a0b", "a\u2028b", "a.\u2028", "a,\u2028",
+    "a\u3000.", "a\x85.", "wanna\u00a0x", "a\u200bb", "e\u0301", "\u0301", "x\u0301'y", "'\u0301a",
+    "ß", "ﬁ", "ǅ", "Σ", "ς", "۱,۲", "١.٢", "a,١", "a,\u0660", "٫", "dev (m/f/d)",
+    "dev (w/m/d) - remote", "dev | remote", "Senior C++ Developer (Imunify, Kyiv) / ML-engineer",
+]
+
+
+def random_titles(n: int, seed: int = 0) -> list[str]:
+    """Strings over a punctuation-heavy alphabet, and strings of the rules' own pieces."""
+    rng = random.Random(seed)
+    alphabet = list("abcdnotegilmrswy01 .,:;'\"`()[]{}<>-–—!?&%$#@*/\\+=_|~^\t\n«»“”‘’„"
+                    "\u0130\u0131\u017f\u212a\u00a0\u2028\x1c\u0301١")
+    pieces = ["can", "not", "gon", "gim", "g\u0131m", "me", "na", "wan", "'t", "is", "was", "'ll",
+              "n't", "'s", "'re", "''", '"', "`", "...", "--", ".", ",", ":", "(", ")", " ", "  ",
+              "\t", "d", "'ye", "more", "'n", "x", "1", "'", "\u017f", "»", "\n"]
+    chars = ["".join(rng.choices(alphabet, k=rng.randint(0, 30))) for _ in range(n // 2)]
+    return chars + ["".join(rng.choices(pieces, k=rng.randint(0, 12))) for _ in range(n // 2)]
+
+
+def test_the_fast_cleaning_is_on_with_this_nltk():
+    assert vdata._one_line_rules() is not None  # else the identity tests below test NLTK alone
 
 
 @pytest.mark.parametrize("data", ["data/vacancies.csv", "../shared/data/onet_titles_major.csv",
-                                  "../shared/data/onet_titles_it.csv"])
-def test_the_plain_words_shortcut_cleans_as_nltk_does(data):
-    path = ROOT / data
-    if not path.exists():
-        pytest.skip(f"{data} is not here")
-    titles = pd.read_csv(path, dtype=str, keep_default_na=False)["title"].unique().tolist()
-    titles += ["We cannot hire", "gonna Be", "WANNA code", "gotta go", "lemme", "gimme 5",
-               "cannotx", "  a   b ", "Dev 2", "It's", "", "\tq\na"]
-    assert [clean_title(t) for t in titles] == [nltk_clean(t) for t in titles]
+                                  "../shared/data/onet_titles_it.csv", "synthetic", "adversarial",
+                                  "random"])
+def test_cleaning_is_nltks_exactly(data):
+    if data == "synthetic":
+        titles = [title for title, _ in generate(5000, seed=1)]
+    elif data == "adversarial":
+        titles = ADVERSARIAL + [t.upper() for t in ADVERSARIAL]
+    elif data == "random":
+        titles = random_titles(6000)
+    else:
+        path = ROOT / data
+        if not path.exists():
+            pytest.skip(f"{data} is not here")
+        titles = pd.read_csv(path, dtype=str, keep_default_na=False)["title"].unique().tolist()
+    reference = [_clean_title_nltk(t) for t in titles]
+    assert clean_titles(titles) == reference
+    assert [clean_title(t) for t in titles] == reference
+
+
+def test_what_the_rewrites_assume_of_the_regex_engines():
+    everything = "".join(map(chr, range(0x80, 0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
+    # the gates of the (?i) rules: no other character stands for an ASCII letter
+    assert sorted(re.findall("(?i)[a-z]", everything)) == sorted(vdata._FOLDS_TO_ASCII)
+    # the whitespace rule may be skipped: str.split splits at all of NLTK's \s, and more
+    everything = "".join(map(chr, range(0x80))) + everything
+    assert set(regex.findall(r"\s", everything)) <= {c for c in everything if c.isspace()}
+
+
+def test_a_rule_this_nltk_does_not_know_turns_the_fast_cleaning_off(monkeypatch, caplog):
+    rules = dict(vdata._ONE_LINE)
+    del rules[(r"--", r" -- ")]
+    monkeypatch.setattr(vdata, "_ONE_LINE", rules)
+    vdata._one_line_rules.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="vacancy"):
+            assert vdata._one_line_rules() is None
+            assert clean_titles(["a--b", "Dev's (x)"]) == ["a b", "dev 's x"]
+        assert "a tokenizer rule the fast cleaning does not know ('--', ' -- ')" in caplog.text
+    finally:
+        vdata._one_line_rules.cache_clear()
+        vdata._rules_for.cache_clear()
 
 
 def test_titles_are_cleaned_and_tokenized_once_each_in_order(tiny_model):

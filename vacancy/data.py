@@ -38,40 +38,224 @@ _PLAIN = re.compile(r"[a-z0-9 ]*")
 _SPLIT_BY_NLTK = re.compile(r"\b(?:cannot|gimme|gonna|gotta|lemme|wanna)\b")
 
 
-def clean_title(text: str) -> str:
-    """Lower-case and drop punctuation tokens, as the notebook did. Training and prediction share
-    it."""
-    text = str(text).lower()
-    if _PLAIN.fullmatch(text) and not _SPLIT_BY_NLTK.search(text):
-        return " ".join(text.split())  # what the tokenizer gives, ~100x sooner
-    tokens = _word_tokenizer().tokenize(text)
+# NLTK's rules, rewritten to run once over many titles joined by "\n" with, for each title, the
+# text that rule gives it alone: its per-call cost (~25 substitutions a title, each through
+# nltk.redos' timeout wrapper) is what made cleaning slow. In a rewrite, `\s` and every negated
+# class exclude "\n", and `^`/`$` become line anchors (MULTILINE): no match then holds a "\n",
+# `^`/`$` match at each title's ends, and a lookaround or `\b` that meets the "\n" sees no word
+# character and no space, as it sees nothing at a string's end. A rule that pads single
+# characters or replaces a literal is str.replace, which does the same. A rule is skipped on a
+# text that holds none of the strings each of its matches holds (its gate). A title holding "\n"
+# is cleaned by NLTK itself; so is every title if this NLTK has a rule not listed here.
+
+
+def _pad_each(chars: str):
+    r"""r" \g<0> " on a class of single characters: each padded with spaces, which pads no other
+    (rewrite and gate)."""
+    def substitute(replacement: str, text: str) -> str:
+        for c in chars:
+            if c in text:
+                text = text.replace(c, f" {c} ")
+        return text
+    return substitute, tuple(chars)
+
+
+def _literal(old: str, new: str):
+    """A rule whose pattern is the plain string `old`: left to right, without overlaps (rewrite
+    and gate)."""
+    return (lambda replacement, text: text.replace(old, new)), (old,)
+
+
+# İ ı ſ K: the characters but ASCII letters that (?i) takes for ASCII letters (re's docs); they
+# open the gates of every (?i) rule, whose gates are written in lower case, as the texts are
+_FOLDS_TO_ASCII = ("\u0130", "\u0131", "\u017f", "\u212a")
+_ONE_LINE = {  # (NLTK's source, replacement) -> (rewrite: pattern, str function or None for
+    # NLTK's own; gate: strings of which each match holds one, or None: always)
+    # STARTING_QUOTES
+    (r"([«“‘„]|[`]+)", r" \1 "): (None, tuple("«“‘„`")),
+    (r"^\"", r"``"): (None, ('"',)),
+    (r"(``)", r" \1 "): _literal("``", " `` "),
+    (r"([ \(\[{<])(\"|\'{2})", r"\1 `` "): (None, ('"', "''")),
+    (r"(?i)(?<!\w)(\')(?!(?:re|ve|ll|m|t|s|d|n)\b)(?=\w)", r"\1 "): (None, ("'",)),
+    # PUNCTUATION
+    (r'([^\.])(\.)([\]\)}>"\'»”’ ]*+)\s*$', r"\1 \2 \3 "):
+        (r'([^\.\n])(\.)([\]\)}>"\'»”’ ]*+)[^\S\n]*$', (".",)),
+    (r"([:,])([^\d])", r" \1 \2"): (r"([:,])([^\d\n])", (":", ",")),
+    (r"([:,])$", r" \1 "): (None, (":", ",")),
+    (r"\.{2,}", r" \g<0> "): (None, ("..",)),
+    (r"[;@#$%&]", r" \g<0> "): _pad_each(";@#$%&"),
+    (r"[\u2012-\u2015]", r" \g<0> "): _pad_each("\u2012\u2013\u2014\u2015"),
+    (r'([^\.])(\.)([\]\)}>"\']*)\s*$', r"\1 \2\3 "):
+        (r'([^\.\n])(\.)([\]\)}>"\']*)[^\S\n]*$', (".",)),
+    (r"[?!]", r" \g<0> "): _pad_each("?!"),
+    (r"([^'])' ", r"\1 ' "): (r"([^'\n])' ", ("' ",)),
+    (r"[*]", r" \g<0> "): _pad_each("*"),
+    # PARENS_BRACKETS, DOUBLE_DASHES
+    (r"[\]\[\(\)\{\}\<\>]", r" \g<0> "): _pad_each("[](){}<>"),
+    (r"--", r" -- "): _literal("--", " -- "),
+    # ENDING_QUOTES (the text is padded with a space each side before these)
+    (r"([»”’])", r" \1 "): _pad_each("»”’"),
+    (r"''", " '' "): _literal("''", " '' "),
+    (r'"', " '' "): _literal('"', " '' "),
+    # runs of 2+ whitespace, or one that is not a space: leaves a lone space alone, as it is.
+    # Its gate is not its matches' but the later rules': without them, the final str.split
+    # splits where it puts spaces (str.split's whitespace holds regex's \s).
+    (r"\s+", " "): (r"[^\S\n]{2,}|[^\S \n]",
+                    ("'", "cannot", "gimme", "gonna", "gotta", "lemme", "wanna", *_FOLDS_TO_ASCII)),
+    (r"([^' ])('[sS]|'[mM]|'[dD]|') ", r"\1 \2 "):
+        (r"([^' \n])('[sS]|'[mM]|'[dD]|') ", ("' ", "'s ", "'S ", "'m ", "'M ", "'d ", "'D ")),
+    (r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) ", r"\1 \2 "):
+        (r"([^' \n])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) ",
+         ("'ll ", "'LL ", "'re ", "'RE ", "'ve ", "'VE ", "n't ", "N'T ")),
+    # CONTRACTIONS2, CONTRACTIONS3 (replacement: tokenize()'s)
+    (r"(?i)\b(can)(?#X)(not)\b", r" \1 \2 "): (None, ("cannot",)),
+    (r"(?i)\b(d)(?#X)('ye)\b", r" \1 \2 "): (None, ("d'ye",)),
+    (r"(?i)\b(gim)(?#X)(me)\b", r" \1 \2 "): (None, ("gimme",)),
+    (r"(?i)\b(gon)(?#X)(na)\b", r" \1 \2 "): (None, ("gonna",)),
+    (r"(?i)\b(got)(?#X)(ta)\b", r" \1 \2 "): (None, ("gotta",)),
+    (r"(?i)\b(lem)(?#X)(me)\b", r" \1 \2 "): (None, ("lemme",)),
+    (r"(?i)\b(more)(?#X)('n)\b", r" \1 \2 "): (None, ("more'n",)),
+    (r"(?i)\b(wan)(?#X)(na)(?=\s)", r" \1 \2 "):
+        (r"(?i)\b(wan)(?#X)(na)(?=[^\S\n])", ("wanna",)),
+    (r"(?i) ('t)(?#X)(is)\b", r" \1 \2 "): (None, (" 'tis",)),
+    (r"(?i) ('t)(?#X)(was)\b", r" \1 \2 "): (None, (" 'twas",)),
+}
+CHUNK = 1024  # titles joined into one text: long enough that the per-call costs vanish
+
+
+def _clean_title_nltk(text: str) -> str:
+    """The notebook's cleaning, as it was written: lower-case, NLTK's Treebank tokenizer, drop the
+    tokens made of punctuation only. The reference the fast paths are tested against."""
+    tokens = _word_tokenizer().tokenize(str(text).lower())
     return " ".join(t for t in tokens if not all(c in string.punctuation for c in t))
+
+
+@lru_cache(maxsize=1)
+def _one_line_rules():
+    """NLTK's rules in tokenize()'s order, rewritten (_ONE_LINE) and compiled with the engine
+    NLTK compiles each with, as (substitute, replacement, gate) lists: before the text is padded
+    with a space each side, after; None when this NLTK has a rule not vetted here."""
+    import regex  # NLTK's own engine (nltk.redos), installed with it
+    nltk = _word_tokenizer()
+    before = [*nltk.STARTING_QUOTES, *nltk.PUNCTUATION, nltk.PARENS_BRACKETS, nltk.DOUBLE_DASHES]
+    after = [*nltk.ENDING_QUOTES, *((rule, r" \1 \2 ")
+                                    for rule in nltk.CONTRACTIONS2 + nltk.CONTRACTIONS3)]
+    stages = []
+    for stage in (before, after):
+        rules = []
+        for rule, replacement in stage:
+            compiled = getattr(rule, "_rx", rule)  # a redos.TimedPattern wraps a regex.Pattern
+            engine = regex if isinstance(compiled, regex.Pattern) else re
+            key = (getattr(compiled, "pattern", None), replacement)
+            if not isinstance(compiled, engine.Pattern) or key not in _ONE_LINE:
+                log.warning("NLTK has a tokenizer rule the fast cleaning does not know (%r, %r): "
+                            "cleaning at NLTK's speed", *key)
+                return None
+            rewrite, gate = _ONE_LINE[key]
+            if gate is not None and compiled.flags & engine.IGNORECASE:
+                gate += _FOLDS_TO_ASCII
+            if not callable(rewrite):
+                rewrite = engine.compile(rewrite or compiled.pattern,
+                                         compiled.flags | engine.MULTILINE).sub
+            rules.append((rewrite, replacement, gate))
+        stages.append(rules)
+    return stages
+
+
+# What opens gates, as a text's signature holds it: the gates' characters but letters, digits
+# and the space (which every text may hold), and _WORD if the text holds a gate that is a word
+_GATE_CHARS = frozenset(c for _, gate in _ONE_LINE.values() for s in gate or () for c in s
+                        if not c.isalnum() and c != " ") | frozenset(_FOLDS_TO_ASCII)
+_GATE_WORDS = re.compile("|".join(sorted({s for _, gate in _ONE_LINE.values() for s in gate or ()
+                                          if s.isascii() and s.isalpha()})))
+_WORD = "a word"
+
+
+def _signature(text: str) -> frozenset:
+    held = [c for c in _GATE_CHARS if c in text]
+    return frozenset(held + [_WORD] if _GATE_WORDS.search(text) else held)
+
+
+def _needs(gate_string: str) -> frozenset:
+    word = {_WORD} if gate_string.isascii() and gate_string.isalpha() else set()
+    return _GATE_CHARS.intersection(gate_string) | word
+
+
+@lru_cache(maxsize=1024)
+def _rules_for(signature: frozenset) -> tuple[list, list]:
+    """The rules of each stage whose gate a text of this _signature may open. A rule writes no
+    character but the space, the ones it matched, and "`" and "'" in place of quotes, and never
+    joins two (what it deletes is whitespace or quotes, and it writes a space or a quote there),
+    so no gate word appears that the text did not hold: a gate string is possible only if the
+    signature, with those quotes, holds all it _needs."""
+    possible = signature | {"`", "'"} if signature & {'"', "'"} else signature
+
+    def may_open(gate) -> bool:
+        return gate is None or any(_needs(s) <= possible for s in gate)
+    return tuple([rule for rule in stage if may_open(rule[2])] for stage in _one_line_rules())
+
+
+def _substitute(rules, text: str) -> str:
+    for substitute, replacement, gate in rules:
+        if gate is None or any(map(text.__contains__, gate)):
+            text = substitute(replacement, text)
+    return text
+
+
+def _clean_lines(titles: list[str]) -> list[str]:
+    """_clean_title_nltk of many lower-cased titles without "\n", each rule applied once to all
+    of them (see _ONE_LINE)."""
+    text = "\n".join(titles)
+    before, after = _rules_for(_signature(text))
+    text = _substitute(before, text)
+    text = _substitute(after, " " + text.replace("\n", " \n ") + " ")  # tokenize() pads each
+    return [" ".join([t for t in line.split() if t.strip(string.punctuation)])
+            for line in text.split("\n")] if titles else []
+
+
+def _is_plain(text: str) -> bool:
+    return bool(_PLAIN.fullmatch(text)) and not _SPLIT_BY_NLTK.search(text)
+
+
+def clean_title(text: str) -> str:
+    """Lower-case and drop punctuation tokens, as the notebook did (_clean_title_nltk, exactly).
+    Training and prediction share it."""
+    text = str(text).lower()
+    if _is_plain(text):
+        return " ".join(text.split())  # what the tokenizer gives, ~100x sooner
+    if "\n" in text or _one_line_rules() is None:
+        return _clean_title_nltk(text)
+    return _clean_lines([text])[0]
 
 
 PARALLEL_FROM = 20_000  # titles; below this a process pool costs more than it saves
 
 
 def clean_titles(titles: list[str]) -> list[str]:
-    """clean_title over many titles, in order. NLTK's tokenizer is pure Python (the slow part of
-    reading a large CSV), so each distinct title is cleaned once (a job board repeats its titles:
-    the synthetic 1M file has 32% distinct), and many are shared out to one forked process per
+    """clean_title over many titles, in order. Each distinct title is cleaned once (a job board
+    repeats its titles: the synthetic 1M file has 32% distinct); those with punctuation go through
+    NLTK's rules CHUNK at a time (_clean_lines), many of them shared out to one forked process per
     core."""
     codes, distinct = pd.factorize(pd.Series([str(t).lower() for t in titles], dtype=object),
                                    use_na_sentinel=False)
-    distinct = list(distinct)
+    distinct = distinct.tolist()
+    cleaned = [" ".join(t.split()) if _is_plain(t) else None for t in distinct]
+    rest = [i for i, t in enumerate(cleaned) if t is None]
+    lines = [i for i in rest if "\n" not in distinct[i]] if _one_line_rules() is not None else []
+    chunks = [[distinct[i] for i in lines[start:start + CHUNK]]
+              for start in range(0, len(lines), CHUNK)]
     processes = len(os.sched_getaffinity(0))
-    if len(distinct) < PARALLEL_FROM or processes < 2:
-        cleaned = [clean_title(t) for t in distinct]
+    if len(lines) < PARALLEL_FROM or processes < 2:
+        done = map(_clean_lines, chunks)
     else:
-        size = -(-len(distinct) // (4 * processes))  # a few chunks per process even out speeds
-        chunks = [distinct[i:i + size] for i in range(0, len(distinct), size)]
         with multiprocessing.get_context("fork").Pool(processes) as pool:
-            cleaned = [t for chunk in pool.map(_clean_chunk, chunks) for t in chunk]
+            done = pool.map(_clean_lines, chunks)
+    for i, t in zip(lines, itertools.chain.from_iterable(done)):
+        cleaned[i] = t
+    for i in rest:
+        if cleaned[i] is None:  # holds a "\n", or this NLTK is not vetted
+            cleaned[i] = _clean_title_nltk(distinct[i])
     return np.asarray(cleaned, dtype=object)[codes].tolist() if cleaned else []
-
-
-def _clean_chunk(titles: list[str]) -> list[str]:
-    return [clean_title(t) for t in titles]
 
 
 def parse_labels(area: str) -> list[str]:
