@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,7 +112,19 @@ def encode_distinct(folder: str, titles) -> np.ndarray:
     return out
 
 
-def run_audit(args: argparse.Namespace) -> dict:
+@dataclass
+class Audit:
+    """What run_audit found: the summary written, and per row (in read_csv's order, `rows` their
+    input positions) the conflicts and cleanlab's verdict (None: no suspects looked for)."""
+    summary: dict
+    rows: np.ndarray
+    conflicts: object  # conflicts.find_conflicts' table
+    judgement: object | None  # suspects.Judgement
+
+
+def run_audit(args: argparse.Namespace, encode=None) -> Audit:
+    """The whole audit; `encode(folder, distinct_titles) -> vectors` replaces encode_distinct
+    (studies/audit_noise.py encodes a file's titles once for several label corruptions)."""
     import numpy as np
     import pandas as pd
 
@@ -164,7 +177,7 @@ def run_audit(args: argparse.Namespace) -> dict:
                         args.knn_max_titles)
         elif folder:
             clock = time.perf_counter()
-            vectors = encode_distinct(folder, distinct)
+            vectors = (encode or encode_distinct)(folder, distinct)
             seconds["encode"] = time.perf_counter() - clock
         clock = time.perf_counter()
         fit = cross_fit(distinct, codes, targets, folds, vectors, args.knn, args.seed)
@@ -177,12 +190,10 @@ def run_audit(args: argparse.Namespace) -> dict:
         log.info("suspects: cleanlab flags %d of %d rows (%.1f%%)", judgement.flagged.sum(),
                  len(df), 100 * judgement.flagged.mean())
 
-    clock = time.perf_counter()
     from .audit_report import write_outputs
     summary = write_outputs(Path(args.output_dir), args, df, labels.names, targets, codes,
                             conflicts, groups, fit, judgement, seconds)
-    seconds["write"] = time.perf_counter() - clock
-    return summary
+    return Audit(summary, df["row"].to_numpy(), conflicts, judgement)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "%Y-%m-%d %H:%M:%S"))
     logging.getLogger().addHandler(file)
     try:
-        summary = run_audit(args)
+        summary = run_audit(args).summary
     except (AuditError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

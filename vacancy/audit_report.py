@@ -67,6 +67,7 @@ def issues_table(df: pd.DataFrame, names: list[str], targets: np.ndarray, codes:
 def write_outputs(out: Path, args, df: pd.DataFrame, names: list[str], targets: np.ndarray,
                   codes: np.ndarray, conflicts: pd.DataFrame, groups: list[dict], fit, judgement,
                   seconds: dict) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
     issues = issues_table(df, names, targets, codes, conflicts, fit, judgement)
     issues.to_csv(out / "issues.csv", index=False)
     table = per_area_table(targets, judgement, names) if judgement is not None else None

@@ -75,8 +75,7 @@ def cross_fit(titles: np.ndarray, codes: np.ndarray, targets: np.ndarray, folds:
             train = np.sort(rng.choice(train, max_fit, replace=False))
         held = np.flatnonzero(fold_of_title == k)
         start = time.perf_counter()
-        tfidf = TfidfModel.fit(titles[codes[train]], targets[train], seed=seed, max_titles=max_fit)
-        parts["tfidf"][held] = tfidf.probs(titles[held])
+        parts["tfidf"][held] = tfidf_probs(titles, codes, targets, train, held, seed, max_fit)
         seconds["tfidf"] += time.perf_counter() - start
         line = f"TF-IDF {time.perf_counter() - start:.1f}s"
         if vectors is not None:
@@ -89,6 +88,19 @@ def cross_fit(titles: np.ndarray, codes: np.ndarray, targets: np.ndarray, folds:
                  k + 1, n_folds, len(train), len(held), line)
     weights = pick_weights(parts, codes, targets, seed)
     return CrossFit(parts, weights, mix(parts, weights).astype(np.float32), seconds)
+
+
+def tfidf_probs(titles, codes, targets, train, held, seed: int, max_fit: int) -> np.ndarray:
+    """The TF-IDF model fitted on the `train` rows, scoring the `held` distinct titles. An area
+    that the training folds never (or always) give is not fitted: its probability is 0 (or 1)."""
+    seen = targets[train].mean(axis=0)
+    fitted = np.flatnonzero((seen > 0) & (seen < 1))
+    out = np.repeat((seen >= 1)[None, :].astype(np.float32), len(held), axis=0)
+    if len(fitted):
+        model = TfidfModel.fit(titles[codes[train]], targets[train][:, fitted], seed=seed,
+                               max_titles=max_fit)
+        out[:, fitted] = model.probs(titles[held])
+    return out
 
 
 def pick_weights(parts: dict[str, np.ndarray], codes: np.ndarray, targets: np.ndarray,
