@@ -33,7 +33,8 @@ log = logging.getLogger("vacancy")
 ISSUES_FILE, SUMMARY_FILE, REPORT_FILE = "issues.csv", "summary.json", "report.md"
 PLOT_FILE, LOG_FILE = "noise_per_area.png", "audit.log"
 ENCODE_CHUNK = 20_000  # distinct titles per progress line
-TOP = 30  # rows of each kind in report.md
+# rows each fold's parts fit on at most: all of O*NET major's other folds (35k), 5 x 40k on 1M
+FIT_TITLES = 40_000
 
 
 class AuditError(ValueError):
@@ -54,6 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--knn-max-titles", type=int, default=100_000,
                         help="leave the kNN part out above this many distinct titles: each must "
                              "be encoded, ~1,000 titles/s on 2 CPU cores (0: no limit)")
+    parser.add_argument("--max-fit-titles", type=int, default=FIT_TITLES,
+                        help="each fold's TF-IDF model and kNN part fit on at most this many rows "
+                             "of the other folds (a fixed random sample): K fits of the trainer's "
+                             "100k would take most of 10 minutes on 2 cores")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an audit already in --output-dir")
@@ -62,6 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--folds: must be >= 2, got {args.folds}")
     if args.knn < 0 or args.knn_max_titles < 0:
         parser.error("--knn and --knn-max-titles: must be >= 0")
+    if args.max_fit_titles < 1:
+        parser.error(f"--max-fit-titles: must be >= 1, got {args.max_fit_titles}")
     return args
 
 
@@ -180,7 +187,8 @@ def run_audit(args: argparse.Namespace, encode=None) -> Audit:
             vectors = (encode or encode_distinct)(folder, distinct)
             seconds["encode"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        fit = cross_fit(distinct, codes, targets, folds, vectors, args.knn, args.seed)
+        fit = cross_fit(distinct, codes, targets, folds, vectors, args.knn, args.seed,
+                        args.max_fit_titles)
         seconds["cross_fit"] = time.perf_counter() - clock
         log.info("suspects: out-of-fold probabilities mixed with weights %s (picked by "
                  "out-of-fold F1 against the given labels)", fit.weights)

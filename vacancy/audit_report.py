@@ -76,7 +76,7 @@ def write_outputs(out: Path, args, df: pd.DataFrame, names: list[str], targets: 
     flagged = int(judgement.flagged.sum()) if judgement is not None else 0
     summary = {
         "data": str(args.data), "rows": len(df), "distinct_titles": int(codes.max()) + 1,
-        "areas": len(names), "folds": args.folds,
+        "areas": len(names), "folds": args.folds, "max_fit_titles": args.max_fit_titles,
         "encoder": args.encoder if fit is not None and "knn" in fit.parts else None,
         "knn": args.knn if fit is not None and "knn" in fit.parts else 0,
         "weights": fit.weights if fit is not None else None,
