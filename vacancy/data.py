@@ -263,9 +263,11 @@ def parse_labels(area: str) -> list[str]:
     return sorted(set(str(area).lower().split()))
 
 
-def read_csv(path: str | Path) -> pd.DataFrame:
+def read_csv(path: str | Path, keep_row: bool = False) -> pd.DataFrame:
     """Read the CSV into columns `title` (cleaned) and `labels` (lists); drop and count unusable
-    rows."""
+    rows. `keep_row`: also the columns `row`, each kept row's 0-based position among the file's
+    data rows (as pandas.read_csv numbers them), and `input_title`, its title as written there:
+    for a report that points back into the file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -300,7 +302,11 @@ def read_csv(path: str | Path) -> pd.DataFrame:
         first = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # +1 header, +1 one-based
         log.warning("%s: dropped %d row(s) with an empty title (%d) or area (%d); first at line %d",
                     path, bad.sum(), empty_title.sum(), empty_area.sum(), first)
-    out = pd.DataFrame({"title": titles[~bad], "labels": labels[~bad]}).reset_index(drop=True)
+    out = pd.DataFrame({"title": titles[~bad], "labels": labels[~bad]})
+    if keep_row:
+        out["row"] = out.index.to_numpy(np.int64)  # read_csv's RangeIndex: the data row positions
+        out["input_title"] = df["title"][~bad]
+    out = out.reset_index(drop=True)
     if out.empty:
         raise DataError(f"{path}: no row has both a title and an area")
     n_dup = int(out["title"].duplicated().sum())

@@ -1,11 +1,12 @@
 """How far the labels follow from the words: test titles whose words also make a train or val title.
 
-    python bench/label_noise.py --data ../shared/data/onet_titles_major.csv \
+    python studies/label_noise.py --data ../shared/data/onet_titles_major.csv \
         --runs runs/major-s1 runs/baseline-major
 
 Splits the data as a run does (vacancy.data.load_splits). A test title has a twin when a train or
 val title has the same set of words, lower case, a plural "s" dropped ("QA specialist quality
-assurance specialist" and "quality assurance specialists QA specialist"). If a title's labels
+assurance specialist" and "quality assurance specialists QA specialist"): vacancy.conflicts.words,
+the key by which `python -m vacancy.audit` groups conflicting titles. If a title's labels
 followed from its words, twins would have the same labels; how often they do, and the score of
 predicting each such test title's twin's labels, bound what any model can get on those titles
 from their words. For each run folder given (the trainer's or vacancy.baseline's
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -27,15 +27,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from vacancy.conflicts import words  # noqa: E402
 from vacancy.data import load_splits  # noqa: E402
 from vacancy.metrics import f1_counts  # noqa: E402
 from vacancy.results import PredictionsError, read_predictions  # noqa: E402
-
-
-def words(title: str) -> str:
-    found = (w[:-1] if w.endswith("s") and len(w) > 3 else w
-             for w in re.findall(r"[a-z0-9]+", title.lower()))
-    return " ".join(sorted(set(found)))
 
 
 def twin_pairs(titles, label_lists) -> tuple[int, int]:
