@@ -86,7 +86,8 @@ def run(config: TrainConfig, device: torch.device, resume: bool) -> dict:
                        test_in_train=leaked, world_size=dist.world_size(),
                        precision=engine.precision, model=config.model,
                        optimizer_steps=state.step, skipped_steps=state.skipped_steps,
-                       train_seconds=round(state.train_seconds, 1), epochs=state.epochs)
+                       train_seconds=round(state.train_seconds, 1), epochs=state.epochs,
+                       **data.label_issues)
         decision.save(best, labels.names)
         write_results(run_dir, metrics, report, decision.thresholds, labels.names, data.test,
                       decision.test_probs, config.at_least_one)
