@@ -31,10 +31,10 @@ def csv(tmp_path, small_csv):
     return path
 
 
-def write_issues(folder, rows, kinds=None, given=None, suggested=None):
+def write_issues(folder, rows, kinds=None, given=None, suggested=None, titles=None):
     folder.mkdir(parents=True, exist_ok=True)
     n = len(rows)
-    pd.DataFrame({"row": rows, "kind": kinds or ["suspect"] * n, "title": ["t"] * n,
+    pd.DataFrame({"row": rows, "kind": kinds or ["suspect"] * n, "title": titles or [""] * n,
                   "given": given or ["qa"] * n, "suggested": suggested or ["hr"] * n,
                   "quality": [0.1] * n}).to_csv(folder / "issues.csv", index=False)
     return folder
@@ -77,7 +77,8 @@ def test_the_prepared_cache_keys_the_dropped_rows_and_samples_train_without_them
         tmp_path, csv, tiny_model, caplog):
     plain = load_splits(str(csv))
     flagged = [file_row(t) for t in plain.parts.train["title"][:30]]
-    audit = write_issues(tmp_path / "audit", flagged)
+    raw = pd.read_csv(csv, dtype=str, keep_default_na=False)["title"]
+    audit = write_issues(tmp_path / "audit", flagged, titles=[f" {raw[r]} " for r in flagged])
     config = TrainConfig(data=str(csv), model=str(tiny_model), output_dir=str(tmp_path / "run"),
                          drop_label_issues=str(audit))
     tokenizer = load_tokenizer(config.model)
@@ -115,6 +116,11 @@ def test_a_bad_audit_dir_is_one_line_naming_the_file(tmp_path, csv):
         read_flagged(str(audit))
     write_issues(audit, [3, 800])
     with pytest.raises(DataError, match="a/issues.csv: row 800 is beyond the 800 data rows of"):
+        drop_flagged(plain, str(csv), 42, str(audit))
+    raw = pd.read_csv(csv, dtype=str, keep_default_na=False)["title"]
+    write_issues(audit, [3, 4], titles=[raw[3], "Data Engineer"])  # "": not checked
+    with pytest.raises(DataError, match=f"a/issues.csv: row 4 is 'Data Engineer' there but "
+                                        f"'{raw[4]}' in .*: was the audit made from another"):
         drop_flagged(plain, str(csv), 42, str(audit))
     write_issues(audit, [3, EMPTY_AREA])
     with pytest.raises(DataError, match=f"a/issues.csv: row {EMPTY_AREA} of .* has no title or "

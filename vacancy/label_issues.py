@@ -30,6 +30,12 @@ KINDS = ("conflict", "suspect", "both")
 
 def read_flagged(audit_dir: str) -> np.ndarray:
     """The sorted, distinct data rows of AUDIT_DIR/issues.csv to leave out of train."""
+    return np.unique(read_issues(audit_dir)["row"].to_numpy(np.int64))
+
+
+def read_issues(audit_dir: str) -> pd.DataFrame:
+    """The lines of AUDIT_DIR/issues.csv whose rows leave train: `row`, and `title` as the audit
+    read it from the input ("" where the file has no title column)."""
     folder = Path(audit_dir)
     if not folder.is_dir():
         raise ConfigError(f"--drop-label-issues {audit_dir}: no such directory (the --output-dir "
@@ -60,12 +66,14 @@ def read_flagged(audit_dir: str) -> np.ndarray:
     agrees = [parse_labels(g) == parse_labels(s) for g, s in zip(issues["given"],
                                                                  issues["suggested"])]
     keep = (issues["kind"] == "conflict").to_numpy() & np.array(agrees, dtype=bool)
-    return np.unique(rows[~keep].to_numpy(np.int64))
+    titles = issues["title"] if "title" in issues.columns else pd.Series("", index=issues.index)
+    return pd.DataFrame({"row": rows.astype(np.int64), "title": titles})[~keep]
 
 
 def input_rows(path: str) -> tuple[pd.DataFrame, int]:
     """For each row that data.read_csv keeps, in its order: `row`, its 0-based position among the
-    file's data rows, and `title`, cleaned; and the number of data rows. read_csv drops the rows
+    file's data rows, `title`, cleaned, and `input_title`, as written; and the number of data
+    rows. read_csv drops the rows
     whose cleaned title or areas are empty and renumbers the others; this reads the file again to
     number them as the file does (read_csv has checked the file already)."""
     df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
@@ -73,7 +81,8 @@ def input_rows(path: str) -> tuple[pd.DataFrame, int]:
     titles = np.asarray(clean_titles(df["title"].tolist()), dtype=object)
     kept = np.array([bool(t) and bool(parse_labels(a)) for t, a in zip(titles, df["area"])],
                     dtype=bool)
-    return pd.DataFrame({"row": np.flatnonzero(kept), "title": titles[kept]}), len(df)
+    return pd.DataFrame({"row": np.flatnonzero(kept), "title": titles[kept],
+                         "input_title": df["title"].to_numpy()[kept]}), len(df)
 
 
 def drop_flagged(data: LabelledSplits, path: str, split_seed: int, audit_dir: str
@@ -81,7 +90,8 @@ def drop_flagged(data: LabelledSplits, path: str, split_seed: int, audit_dir: st
     """`data` (load_splits of `path`) with the flagged rows gone from train, and the counts for
     metrics.json."""
     issues = Path(audit_dir) / ISSUES
-    flagged = read_flagged(audit_dir)
+    lines = read_issues(audit_dir)
+    flagged = np.unique(lines["row"].to_numpy(np.int64))
     rows, n_rows = input_rows(path)
     if flagged.size and flagged[-1] >= n_rows:
         raise DataError(f"{issues}: row {flagged[-1]} is beyond the {n_rows} data rows of {path}: "
@@ -90,6 +100,13 @@ def drop_flagged(data: LabelledSplits, path: str, split_seed: int, audit_dir: st
     if not known.all():
         raise DataError(f"{issues}: row {flagged[~known][0]} of {path} has no title or no area: "
                         "was the audit made from another file?")
+    written = rows.set_index("row")["input_title"].loc[lines["row"]].str.strip().to_numpy()
+    differ = (lines["title"].str.strip() != written).to_numpy() & (lines["title"] != "").to_numpy()
+    if differ.any():
+        i = int(np.flatnonzero(differ)[0])
+        raise DataError(f"{issues}: row {lines['row'].iloc[i]} is {lines['title'].iloc[i]!r} "
+                        f"there but {written[i]!r} in {path}: was the audit made from another "
+                        "version of the file?")
     # data.split's order depends on the number of rows and the seed only: splitting the rows'
     # positions gives each part's positions, checked against the part's titles
     positions = split(rows, split_seed, path)
