@@ -1,6 +1,6 @@
 """Smoke tests of the quality experiments in studies/: each runs on a tiny configuration and prints
 its table (its figures are not checked, only its shape). studies/supcon.py's loss is checked by
-hand."""
+hand, and studies/audit_training.py's noise injection."""
 import re
 
 import pytest
@@ -64,3 +64,33 @@ def test_supcon_loss_by_hand():
     alone = torch.ones(3, 2, requires_grad=True)  # no title shares a label: no term, still a graph
     loss = supcon(alone, torch.eye(3, 2))
     assert loss.item() == 0.0 and loss.requires_grad
+
+
+def test_audit_training_corrupts_the_share_asked_in_equal_kinds(small_csv):
+    import sys
+
+    import numpy as np
+    import pandas as pd
+
+    from vacancy.data import parse_labels
+    sys.path.insert(0, str(ROOT / "studies"))
+    from audit_training import corrupt
+    df = pd.read_csv(small_csv, dtype=str, keep_default_na=False)
+    usable = np.arange(1, len(df))  # row 0 stays as it is
+    noisy, log = corrupt(df, usable, 0.1, seed=0)
+    again, _ = corrupt(df, usable, 0.1, seed=0)
+    pd.testing.assert_frame_equal(noisy, again)  # a fixed seed, a fixed corruption
+    assert len(log) == round(0.1 * len(usable)) and 0 not in set(log["row"])
+    assert log["kind"].value_counts().to_dict() == {"swap": 27, "add": 27, "drop": 26}
+    before = [set(parse_labels(a)) for a in df["area"]]
+    after = [set(parse_labels(a)) for a in noisy["area"]]
+    changed = [i for i in range(len(df)) if before[i] != after[i]]
+    assert changed == sorted(log["row"])  # the rows listed, and no others
+    for r in log.itertuples():
+        old, new = before[r.row], after[r.row]
+        if r.kind == "add":
+            assert old < new and len(new - old) == 1
+        elif r.kind == "drop":
+            assert new < old and len(old - new) == 1 and new
+        else:
+            assert len(old - new) == 1 and len(new - old) == 1
