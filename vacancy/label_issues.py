@@ -73,9 +73,9 @@ def read_issues(audit_dir: str) -> pd.DataFrame:
 def input_rows(path: str) -> tuple[pd.DataFrame, int]:
     """For each row that data.read_csv keeps, in its order: `row`, its 0-based position among the
     file's data rows, `title`, cleaned, and `input_title`, as written; and the number of data
-    rows. read_csv drops the rows
-    whose cleaned title or areas are empty and renumbers the others; this reads the file again to
-    number them as the file does (read_csv has checked the file already)."""
+    rows. read_csv drops the rows whose cleaned title or areas are empty and renumbers the
+    others; this reads the file again to number them as the file does (read_csv has checked the
+    file already)."""
     df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     df.columns = [str(c).strip().lower() for c in df.columns]
     titles = np.asarray(clean_titles(df["title"].tolist()), dtype=object)
