@@ -89,6 +89,9 @@ def preflight(config: TrainConfig, device) -> None:
         # the file itself, and its conflicts with the flags
         resolve_ds_config(config.deepspeed, config, dist.world_size(), device)
     resolve_model(config.model)  # the minilm package, a local directory, or a reachable Hub
+    if config.drop_label_issues:  # its file and columns; its rows are checked with the data
+        from vacancy.label_issues import read_flagged
+        read_flagged(config.drop_label_issues)
 
 
 def print_error(error: Exception, every_rank: bool = False) -> None:

@@ -1,8 +1,13 @@
-"""Smoke tests of the quality studies in studies/: each runs on the synthetic data and a tiny
-run, and prints its table."""
+"""Smoke tests of the quality experiments in studies/: each runs on a tiny configuration and prints
+its table (its figures are not checked, only its shape). studies/supcon.py's loss is checked by
+hand, studies/audit_training.py's noise injection, and studies/label_noise.py's twins."""
 import re
 
+import pytest
+
 from conftest import ROOT, python
+
+NUMBER = r"[0-9]+(\.[0-9]+)?"
 
 
 def table_rows(stdout: str) -> list[list[str]]:
@@ -38,3 +43,84 @@ def test_label_noise_splits_test_titles_by_twin_and_scores_each_run(ddp_run, sma
     assert proc.returncode == 2 and f"{ddp_run}: its test titles are not those of" in proc.stderr
     proc = python("studies/label_noise.py", "--data", small_csv, "--runs", tmp_path, check=False)
     assert proc.returncode == 2 and f"{tmp_path}/test_predictions.csv: not found" in proc.stderr
+
+
+def test_refit_transformer_trains_one_more_epoch_over_train_and_val(ddp_run, small_csv, tmp_path):
+    import shutil
+
+    from vacancy.data import load_splits
+    shutil.copytree(ddp_run / "best", tmp_path / "study" / "s1" / "best")
+    out = python("studies/refit_transformer.py", "--study", tmp_path / "study", "--data", small_csv,
+                 "--batch-size", 32).stdout
+    parts = load_splits(small_csv).parts
+    assert f"one more epoch over {len(parts.train) + len(parts.val)} titles" in out
+    rows = table_rows(out)[1:]
+    assert [r[0] for r in rows] == ["transformer", "transformer, one more epoch",
+                                    "mix of 3, refit", "mix of 3, refit, one more epoch",
+                                    "same, kNN on its vectors"]
+    assert all(re.fullmatch(rf"{NUMBER} ± {NUMBER}", cell) for r in rows for cell in r[1:])
+    assert (tmp_path / "study" / "s1" / "study.npz").exists()  # the run's own probabilities
+
+
+def test_knn_study_scores_each_part_and_the_other_mixes(ddp_run, small_csv, tmp_path):
+    import shutil
+    run = tmp_path / "study" / "s1"
+    shutil.copytree(ddp_run / "best", run / "best")
+    shutil.copy(ddp_run / "config.json", run)
+    out = python("studies/knn_study.py", "--study", tmp_path / "study", "--data", small_csv,
+                 "--variants").stdout
+    rows = table_rows(out)[1:]
+    assert [r[0] for r in rows] == ["transformer", "tfidf", "knn", "mix of 2", "mix of 3",
+                                    "tfidf, refit", "mix of 3, refit", "mix of 3, refit, stacked",
+                                    "mix of 4, refit"]
+    assert all(re.fullmatch(rf"{NUMBER} ± {NUMBER}", cell) for r in rows for cell in r[1:])
+    assert re.search(r"s1: weights of the mix of 4: transformer [0-9.]+, tfidf [0-9.]+, "
+                     r"knn [0-9.]+, knn, pretrained [0-9.]+", out)
+
+
+def test_supcon_loss_by_hand():
+    import sys
+
+    import numpy as np
+    import torch
+    sys.path.insert(0, str(ROOT / "studies"))
+    from supcon import supcon
+    vectors = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 2.0]])  # the third is normalised
+    labels = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])  # 0 and 1 share a label
+    s = np.array([[1.0, 0.6, 0.0], [0.6, 1.0, 0.8]]) / 0.1  # cosines of titles 0 and 1 to all
+    by_hand = -np.mean([s[0, 1] - np.log(np.exp(s[0, 1]) + np.exp(s[0, 2])),
+                        s[1, 0] - np.log(np.exp(s[1, 0]) + np.exp(s[1, 2]))])
+    assert supcon(vectors, labels).item() == pytest.approx(by_hand, rel=1e-5)
+    alone = torch.ones(3, 2, requires_grad=True)  # no title shares a label: no term, still a graph
+    loss = supcon(alone, torch.eye(3, 2))
+    assert loss.item() == 0.0 and loss.requires_grad
+
+
+def test_audit_training_corrupts_the_share_asked_in_equal_kinds(small_csv):
+    import sys
+
+    import numpy as np
+    import pandas as pd
+
+    from vacancy.data import parse_labels
+    sys.path.insert(0, str(ROOT / "studies"))
+    from audit_training import corrupt
+    df = pd.read_csv(small_csv, dtype=str, keep_default_na=False)
+    usable = np.arange(1, len(df))  # row 0 stays as it is
+    noisy, log = corrupt(df, usable, 0.1, seed=0)
+    again, _ = corrupt(df, usable, 0.1, seed=0)
+    pd.testing.assert_frame_equal(noisy, again)  # a fixed seed, a fixed corruption
+    assert len(log) == round(0.1 * len(usable)) and 0 not in set(log["row"])
+    assert log["kind"].value_counts().to_dict() == {"swap": 27, "add": 27, "drop": 26}
+    before = [set(parse_labels(a)) for a in df["area"]]
+    after = [set(parse_labels(a)) for a in noisy["area"]]
+    changed = [i for i in range(len(df)) if before[i] != after[i]]
+    assert changed == sorted(log["row"])  # the rows listed, and no others
+    for r in log.itertuples():
+        old, new = before[r.row], after[r.row]
+        if r.kind == "add":
+            assert old < new and len(new - old) == 1
+        elif r.kind == "drop":
+            assert new < old and len(old - new) == 1 and new
+        else:
+            assert len(old - new) == 1 and len(new - old) == 1

@@ -77,6 +77,11 @@ class TrainConfig:
         "help": "Where the prepared data (cleaned, split, tokenized: vacancy/prepared.py) is kept "
                 "and shared by all ranks and later runs; empty: .cache beside --output-dir; `off`: "
                 "every rank prepares the data in memory itself."})
+    drop_label_issues: str = field(default="", metadata={
+        "help": "The --output-dir of `python -m vacancy.audit`: leave the rows its issues.csv "
+                "flags out of the train split (never val or test: the split is made first, as "
+                "without it); a conflict row whose areas are its group's majority stays. Empty: "
+                "train on every row (docs/results/audit_training.md)."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per rank."})
     thresholds: str = field(default="0.5", metadata={
         "help": "Each label's threshold: a fixed number in (0, 1), or picked on val: `shrunk` (the "

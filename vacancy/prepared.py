@@ -23,7 +23,7 @@ import logging
 import multiprocessing
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ import pandas as pd
 from . import dist
 from .data import DataError, LabelSpace, TokenIds, check_learnable, load_splits, tokenize
 from .ensemble import MAX_FIT_TITLES
+from .label_issues import drop_flagged, read_flagged
 
 log = logging.getLogger("vacancy")
 FORMAT = 2  # bump when cleaning, splitting or the files below change: old caches are not reused
@@ -49,6 +50,8 @@ class PreparedData:
     # "train_index" (a sample of at most ensemble.MAX_FIT_TITLES train rows), "train" (their
     # titles), "val"; read from the cache only when asked for (rank 0, at the end of the run)
     texts: dict | Path
+    # with --drop-label-issues: n_dropped (train rows left out), n_flagged_kept (in val/test)
+    label_issues: dict = field(default_factory=dict)
 
     def titles(self) -> dict:
         if isinstance(self.texts, Path):
@@ -81,9 +84,11 @@ def default_cache_dir(config) -> Path:
         Path(config.output_dir).resolve().parent / ".cache"
 
 
-def cache_key(data: str, tokenizer, max_length: int, split_seed: int) -> str:
+def cache_key(data: str, tokenizer, max_length: int, split_seed: int,
+              dropped: np.ndarray | None = None) -> str:
     """Changes with the CSV's content, the tokenizer (vocabulary, normalisation, special tokens),
-    the max length, the split seed and FORMAT."""
+    the max length, the split seed, FORMAT and the rows --drop-label-issues leaves out of
+    train (`dropped`; without it the key is the one it has always been)."""
     digest = hashlib.sha256()
     try:
         with open(data, "rb") as f:
@@ -93,6 +98,8 @@ def cache_key(data: str, tokenizer, max_length: int, split_seed: int) -> str:
         raise DataError(f"{data}: cannot read ({e.strerror})")
     digest.update(tokenizer.backend_tokenizer.to_str().encode())
     digest.update(json.dumps([FORMAT, type(tokenizer).__name__, max_length, split_seed]).encode())
+    if dropped is not None:
+        digest.update(b"drop" + np.asarray(dropped, np.int64).tobytes())
     return digest.hexdigest()[:20]
 
 
@@ -100,8 +107,9 @@ def _ensure(config, tokenizer) -> Path:
     """The cache directory of this data, written first (by a child process) if missing."""
     if not Path(config.data).is_file():
         raise DataError(f"{config.data}: no such file")
+    dropped = read_flagged(config.drop_label_issues) if config.drop_label_issues else None
     folder = default_cache_dir(config) / cache_key(config.data, tokenizer, config.max_length,
-                                                   config.split_seed)
+                                                   config.split_seed, dropped)
     if (folder / "meta.json").exists():
         meta = json.loads((folder / "meta.json").read_text())
         log.info("data: prepared cache %s (made from %s)", folder, meta["data"])
@@ -167,7 +175,7 @@ def write(folder: Path, config, tokenizer) -> None:
     meta = {"format": FORMAT, "data": str(config.data), "max_length": config.max_length,
             "split_seed": config.split_seed, "labels": data.labels.names,
             "sizes": {part: len(data.tokens[part]) for part in PARTS}, "leaked": data.leaked,
-            "log": recorder.records}
+            "label_issues": data.label_issues, "log": recorder.records}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")  # last: marks it complete
     try:
         os.rename(tmp, folder)
@@ -192,11 +200,14 @@ def load(folder: Path) -> PreparedData:
         raise DataError(f"{folder}: cannot read the prepared data ({e}); is --cache-dir on a "
                         "filesystem every node sees? Delete the folder to prepare it again")
     return PreparedData(LabelSpace(meta["labels"]), tokens, targets, meta["leaked"], test,
-                        folder / "texts.json")
+                        folder / "texts.json", meta.get("label_issues", {}))
 
 
 def _prepare_in_memory(config, tokenizer) -> PreparedData:
-    data = load_splits(config.data, config.split_seed)
+    data, label_issues = load_splits(config.data, config.split_seed), {}
+    if config.drop_label_issues:  # after the split, so that val and test are those without it
+        data, label_issues = drop_flagged(data, config.data, config.split_seed,
+                                          config.drop_label_issues)
     tokens = {part: tokenize(tokenizer, getattr(data.parts, part)["title"], config.max_length,
                              part) for part in PARTS}
     train = data.parts.train["title"]
@@ -206,4 +217,5 @@ def _prepare_in_memory(config, tokenizer) -> PreparedData:
     index.sort()
     texts = {"train_index": index.tolist(), "train": train.iloc[index].tolist(),
              "val": data.parts.val["title"].tolist()}
-    return PreparedData(data.labels, tokens, data.targets, data.leaked, data.parts.test, texts)
+    return PreparedData(data.labels, tokens, data.targets, data.leaked, data.parts.test, texts,
+                        label_issues)

@@ -136,7 +136,8 @@ def finish(config, data, state, precision: str, tracker, val_probs, test_probs, 
                    test_in_train=data.leaked, world_size=dist.world_size(),
                    precision=precision, model=config.model,
                    optimizer_steps=state.step, skipped_steps=state.skipped_steps,
-                   train_seconds=round(state.train_seconds, 1), epochs=state.epochs)
+                   train_seconds=round(state.train_seconds, 1), epochs=state.epochs,
+                   **data.label_issues)
     # a failed write says what it was writing (WriteError); after_training lets it through
     with after_training("saving the mix in best/", run_dir), \
             writing(best, "thresholds.json, decision.json, tfidf/ and knn/"):

@@ -1,6 +1,6 @@
 """Would the transformer gain from val too? One more epoch over train + val, measured on a study.
 
-    python bench/refit_transformer.py --study runs/study/major-e4 \
+    python studies/refit_transformer.py --study runs/study/major-e4 \
         --data ../shared/data/onet_titles_major.csv
 
 `--refit on` fits the TF-IDF and kNN parts again on train + val once val has picked the mixing
@@ -24,7 +24,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "studies"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from quality_study import transformer_probs  # noqa: E402

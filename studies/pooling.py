@@ -11,7 +11,7 @@ For the study only: `apply` patches a loaded model in place, and a `best/` train
 back as the stock class, so `quality_study.py --pooling` patches it again before scoring.
 Run as a script it is train_ddp.py with the patch (each rank under torchrun):
 
-    torchrun --standalone --nproc_per_node 2 bench/pooling.py mean --data FILE --no-frozen-cache
+    torchrun --standalone --nproc_per_node 2 studies/pooling.py mean --data FILE --no-frozen-cache
 
 `mean` needs --no-frozen-cache: the frozen-phase cache holds the first token's state only.
 """

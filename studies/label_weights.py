@@ -6,7 +6,7 @@ rare labels without letting them dominate. Only the training loss changes; val l
 best/) and everything a run reports stay as they are, and best/ is a stock checkpoint.
 Run as train_ddp.py with the patch (each rank under torchrun):
 
-    torchrun --standalone --nproc_per_node 2 bench/label_weights.py 0.5 --data FILE
+    torchrun --standalone --nproc_per_node 2 studies/label_weights.py 0.5 --data FILE
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The quality study behind the default decision rule: thresholds, the top-1 fallback and the mix
 with the TF-IDF model, over several seeds, against the baseline on the same split.
 
-    python bench/quality_study.py --data ../shared/data/onet_titles_it.csv --name it \
+    python studies/quality_study.py --data ../shared/data/onet_titles_it.csv --name it \
         --seeds 1 2 3 --out runs/study -- --epochs 6
 
 Trains `train_ddp.py` once per seed (under torchrun with --nproc > 1; flags after `--` go to it;
@@ -23,7 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "studies"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from vacancy.data import load_splits  # noqa: E402
@@ -43,9 +43,9 @@ def train(data: str, run_dir: Path, seed: int, nproc: int, flags: list[str],
     # the study mixes and thresholds the runs itself (cells below), from the transformer alone
     script = [str(ROOT / "train_ddp.py")]
     if pooling != "cls":
-        script = [str(ROOT / "bench" / "pooling.py"), pooling]
+        script = [str(ROOT / "studies" / "pooling.py"), pooling]
     elif label_weights:
-        script = [str(ROOT / "bench" / "label_weights.py"), str(label_weights)]
+        script = [str(ROOT / "studies" / "label_weights.py"), str(label_weights)]
     cmd = [*launcher, *script, "--data", data, "--seed", str(seed),
            "--output-dir", str(run_dir), "--wandb", "off", "--ensemble", "off", *resume, *flags]
     print("$", " ".join(cmd), flush=True)
@@ -60,7 +60,7 @@ def transformer_probs(run_dir: Path, parts, pooling: str) -> dict[str, np.ndarra
     if not path.exists():
         from vacancy.inference import load_checkpoint, predict_probs
         model, tokenizer, _, _ = load_checkpoint(run_dir / "best")  # the transformer alone
-        if pooling == "mean":  # best/ loads as the stock class (bench/pooling.py)
+        if pooling == "mean":  # best/ loads as the stock class (studies/pooling.py)
             from pooling import apply
             apply(model, pooling)
         titles = {part: getattr(parts, part)["title"].tolist() for part in ("val", "test")}
@@ -95,10 +95,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--pooling", choices=("cls", "fresh", "mean"), default="cls",
-                        help="what the classifier reads (bench/pooling.py); cls is the stock head")
+                        help="what the classifier reads (studies/pooling.py); cls: the stock head")
     parser.add_argument("--label-weights", type=float, default=0.0, metavar="POWER",
                         help="weight each label's positives by (neg/pos)**POWER in the training "
-                        "loss (bench/label_weights.py); 0: the stock loss")
+                        "loss (studies/label_weights.py); 0: the stock loss")
     args, flags = parser.parse_known_args(argv)
     flags = [f for f in flags if f != "--"]
     if args.pooling == "mean" and "--no-frozen-cache" not in flags:

@@ -1,6 +1,6 @@
 """The kNN part of the mix (the labels of the closest train titles), measured on a study's runs.
 
-    python bench/knn_study.py --study runs/study/major-e4 \
+    python studies/knn_study.py --study runs/study/major-e4 \
         --data ../shared/data/onet_titles_major.csv
 
 Reads a finished `quality_study.py` study (each seed's best/ and its cached val/test

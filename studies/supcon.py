@@ -9,7 +9,7 @@ two titles that share a label are positives, every other title of the batch a ne
 temperature TAU. Val loss (patience, best/) and everything a run reports stay as they are, and
 best/ is a stock checkpoint. Run as train_ddp.py with the patch (each rank under torchrun):
 
-    torchrun --standalone --nproc_per_node 2 bench/supcon.py 0.1 --data FILE --ensemble off
+    torchrun --standalone --nproc_per_node 2 studies/supcon.py 0.1 --data FILE --ensemble off
 """
 from __future__ import annotations
 
