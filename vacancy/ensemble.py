@@ -181,7 +181,7 @@ class TermVectorizer:
 class Neighbours:
     """The kNN part: a title's score for a label is the share of its k closest train titles that
     have the label, each weighted by exp(cosine / TEMPERATURE). Titles are compared by the
-    fine-tuned encoder's mean token states (`inference.encode`); the train vectors are kept at
+    fine-tuned encoder's mean token states (`torch_backend.encode`); the train vectors are kept at
     half precision, in memory as on disk, so best/ predicts exactly what the run measured."""
     TEMPERATURE = 0.05
 

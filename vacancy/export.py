@@ -21,9 +21,9 @@ The self-check scores the run's test titles (best/'s parent holds test_predictio
 `--check-data CSV` with a `title` column) with the PyTorch path and each graph, and refuses a graph
 whose final decisions (areas after the mix, the thresholds and the at-least-one rule) differ
 on more than 0.5% of them (--max-disagreement): a refused fp32 export is removed whole; a
-refused int8 graph is not written and the fp32 one stays. best/onnx/export.json ties the export to best/'s weights
-(their hash) and records the check's figures, so `load_tagger(backend="auto")` takes only an
-export of this very model.
+refused int8 graph is not written and the fp32 one stays. best/onnx/export.json ties the export
+to best/'s weights (their hash) and records the check's figures, so `load_tagger(backend="auto")`
+takes only an export of this very model.
 """
 from __future__ import annotations
 
