@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,7 +24,6 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from .metrics import choose_thresholds, f1_counts, predict_labels
-from .results import write_json
 
 log = logging.getLogger("vacancy")
 TFIDF_DIR = "tfidf"
@@ -120,22 +120,73 @@ class TfidfModel:
 
     @classmethod
     def load(cls, path: Path) -> "TfidfModel":
-        from sklearn.feature_extraction.text import TfidfVectorizer
         arrays = load_file(str(path / "weights.safetensors"))
-        vectorizers = []
-        for i, meta in enumerate(json.loads((path / "vectorizers.json").read_text())):
-            terms = meta.pop("terms")
-            meta["ngram_range"] = tuple(meta["ngram_range"])
-            v = TfidfVectorizer(**meta, vocabulary={t: j for j, t in enumerate(terms)})
-            v.idf_ = arrays[f"idf_{i}"]  # sklearn's setter: a vectorizer fitted from arrays
-            vectorizers.append(v)
+        vectorizers = [TermVectorizer(**meta, idf=arrays[f"idf_{i}"]) for i, meta in
+                       enumerate(json.loads((path / "vectorizers.json").read_text()))]
         return cls(vectorizers, arrays["coef"], arrays["intercept"])
+
+
+class TermVectorizer:
+    """A fitted sklearn TfidfVectorizer of build_classifier() as saved (its vocabulary, idf and
+    VECTORIZER_PARAMS), whose transform() gives the same matrix without importing sklearn (seconds
+    that a one-title command should not spend): sklearn's default token pattern and its word
+    and char_wb n-grams, counts, 1 + log(count), idf, unit rows."""
+    WORD = re.compile(r"(?u)\b\w\w+\b")  # sklearn's default token_pattern
+    WHITE_SPACES = re.compile(r"\s\s+")
+
+    def __init__(self, analyzer: str, ngram_range, sublinear_tf: bool, lowercase: bool,
+                 terms: list[str], idf: np.ndarray) -> None:
+        if analyzer not in ("word", "char_wb"):
+            raise ValueError(f"TF-IDF analyzer {analyzer!r}: only word and char_wb are saved")
+        self.analyzer, self.ngram_range = analyzer, tuple(ngram_range)
+        self.sublinear_tf, self.lowercase = sublinear_tf, lowercase
+        self.vocabulary_ = {term: j for j, term in enumerate(terms)}
+        self.idf_ = np.asarray(idf, np.float64)
+
+    def analyze(self, text: str) -> list[str]:
+        """The n-grams of one text, as the sklearn analyzer lists them (repeats kept)."""
+        if self.lowercase:
+            text = text.lower()
+        low, high = self.ngram_range
+        if self.analyzer == "word":
+            words = self.WORD.findall(text)
+            return [" ".join(words[i:i + n]) for n in range(low, high + 1)
+                    for i in range(len(words) - n + 1)]
+        grams = []
+        for word in self.WHITE_SPACES.sub(" ", text).split():
+            word = f" {word} "
+            # a word shorter than n gives itself once, for the shortest such n only
+            for n in range(low, high + 1):
+                grams += [word[i:i + n] for i in range(max(len(word) - n, 0) + 1)]
+                if len(word) <= n:
+                    break
+        return grams
+
+    def transform(self, texts):
+        import scipy.sparse
+        indptr, indices, vocabulary = [0], [], self.vocabulary_
+        for text in texts:
+            indices += [j for j in map(vocabulary.get, self.analyze(text)) if j is not None]
+            indptr.append(len(indices))
+        shape = (len(indptr) - 1, len(self.idf_))
+        counts = scipy.sparse.csr_matrix((np.ones(len(indices)), np.asarray(indices, np.int64),
+                                          np.asarray(indptr, np.int64)), shape=shape)
+        counts.sum_duplicates()
+        data = counts.data
+        if self.sublinear_tf:
+            data = np.log(data) + 1
+        data *= self.idf_[counts.indices]
+        rows = np.repeat(np.arange(shape[0]), np.diff(counts.indptr))
+        norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=shape[0]))
+        norms[norms == 0] = 1.0
+        return scipy.sparse.csr_matrix((data / norms[rows], counts.indices, counts.indptr),
+                                       shape=shape)
 
 
 class Neighbours:
     """The kNN part: a title's score for a label is the share of its k closest train titles that
     have the label, each weighted by exp(cosine / TEMPERATURE). Titles are compared by the
-    fine-tuned encoder's mean token states (`inference.encode`); the train vectors are kept at
+    fine-tuned encoder's mean token states (`torch_backend.encode`); the train vectors are kept at
     half precision, in memory as on disk, so best/ predicts exactly what the run measured."""
     TEMPERATURE = 0.05
 
@@ -206,6 +257,7 @@ class Decision:
 
     def save(self, best: Path, labels: list[str]) -> None:
         """thresholds.json, decision.json and the parts beside the transformer (tfidf/, knn/)."""
+        from .results import write_json  # pandas: not for the tagger, which only loads
         for folder, part in ((TFIDF_DIR, self.tfidf), (KNN_DIR, self.neighbours)):
             if part is not None:
                 tmp = best / (folder + ".tmp")
@@ -225,8 +277,8 @@ def encode_titles(best: Path, device, texts: dict, test_titles) -> dict[str, np.
     encodes while the other ranks wait, so it may use every core."""
     import torch
 
-    from .inference import encode, load_checkpoint
-    model, tokenizer, _, _ = load_checkpoint(best, device)
+    from .torch_backend import encode, load_model
+    model, tokenizer = load_model(best, device)
     threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or threads)
     try:

@@ -1,7 +1,10 @@
 """Loading a saved `best/` directory and scoring titles with it, in one process.
 
 Training's final evaluation, `python -m vacancy.evaluate` and `python -m vacancy.predict` share the
-cleaning (data.clean_title) and the batching used here.
+cleaning (data.clean_title) and the batching used here. The transformer part comes from a backend:
+PyTorch (torch_backend.py) or the ONNX Runtime export of `python -m vacancy.export`
+(onnx_backend.py); the TF-IDF and kNN parts, the mix and the thresholds are NumPy and SciPy either
+way. This module imports no torch itself, so the ONNX path starts in about a second.
 """
 from __future__ import annotations
 
@@ -11,70 +14,50 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .data import PadCollator, clean_title
+from .data import clean_title
 from .ensemble import Neighbours, TfidfModel, load_decision, mix
 from .metrics import DEFAULT_THRESHOLD
+from .onnx_backend import ONNX_DIR, ExportError, check_export, read_labels
+
+BACKENDS = ("auto", "torch", "onnx")
 
 
-def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu"):
-    """(model in eval mode, tokenizer, label names, per-label thresholds) of a saved `best/`."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    model_dir = Path(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).eval()
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    path = model_dir / "thresholds.json"
+def __getattr__(name: str):
+    if name == "encode":  # `from vacancy.inference import encode` imports torch only then
+        from .torch_backend import encode
+        return encode
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_thresholds(model_dir: Path, labels: list[str]) -> np.ndarray:
+    path = Path(model_dir) / "thresholds.json"
     saved = json.loads(path.read_text()) if path.exists() else {}
-    thresholds = np.array([saved.get(x, DEFAULT_THRESHOLD) for x in labels])
-    return model, tokenizer, labels, thresholds
+    return np.array([saved.get(x, DEFAULT_THRESHOLD) for x in labels])
+
+
+def load_checkpoint(model_dir: str | Path, device="cpu"):
+    """(model in eval mode, tokenizer, label names, per-label thresholds) of a saved `best/`."""
+    from .torch_backend import load_model
+    labels = read_labels(model_dir)
+    return (*load_model(model_dir, device), labels, load_thresholds(model_dir, labels))
 
 
 def predict_probs(model, tokenizer, titles, batch_size: int = 256, max_length: int = 64,
                   progress: bool = False) -> np.ndarray:
-    """Sigmoid probabilities (titles x labels). Titles are cleaned as in training and scored in
-    batches of similar length, so little compute goes to padding."""
+    """Sigmoid probabilities (titles x labels) of the PyTorch model. Titles are cleaned as in
+    training and scored in batches of similar length, so little compute goes to padding."""
+    from .torch_backend import encode
     return encode(model, tokenizer, [clean_title(t) for t in titles], batch_size, max_length,
                   progress)
 
 
-@torch.no_grad()
-def encode(model, tokenizer, titles, batch_size: int = 256, max_length: int = 64,
-           progress: bool = False, vectors: bool = False):
-    """predict_probs() of titles already cleaned; with `vectors`, also each title's mean token
-    state of the encoder's last layer at unit length (what the kNN part compares), from the same
-    forward pass: (probs, vectors)."""
-    from tqdm.auto import tqdm
-    ids = tokenizer(list(titles), truncation=True, max_length=max_length)["input_ids"]
-    order = np.argsort([len(x) for x in ids], kind="stable")
-    collate = PadCollator(tokenizer.pad_token_id)
-    device = next(model.parameters()).device
-    probs = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
-    states = np.zeros((len(ids), model.config.hidden_size if vectors else 0), dtype=np.float32)
-    # a bar only on a terminal: in a log file a redrawn bar shows its first frame alone
-    bar = progress and sys.stderr.isatty()
-    for start in tqdm(range(0, len(ids), batch_size), disable=not bar, desc="predict"):
-        rows = order[start:start + batch_size]
-        batch = collate([(i, ids[i], torch.zeros(0)) for i in rows])
-        mask = batch["attention_mask"].to(device)
-        out = model(input_ids=batch["input_ids"].to(device), attention_mask=mask,
-                    output_hidden_states=vectors)
-        probs[rows] = torch.sigmoid(out.logits.float()).cpu().numpy()
-        if vectors:
-            weights = mask[:, :, None].float()
-            mean = (out.hidden_states[-1].float() * weights).sum(1) / weights.sum(1).clamp(min=1)
-            states[rows] = torch.nn.functional.normalize(mean, dim=1).cpu().numpy()
-    return (probs, states) if vectors else probs
-
-
 @dataclass
 class Tagger:
-    """A saved best/ as it predicts: the transformer, mixed with the TF-IDF model and the kNN part
-    when the run trained them (decision.json), the per-label thresholds and the at-least-one-area
-    rule."""
-    model: torch.nn.Module
-    tokenizer: object
+    """A saved best/ as it predicts: the transformer (scored by `backend`), mixed with the TF-IDF
+    model and the kNN part when the run trained them (decision.json), the per-label thresholds
+    and the at-least-one-area rule."""
+    backend: object  # TorchBackend or OnnxBackend: .scores(titles, ...) -> (probs, vectors)
     labels: list[str]
     thresholds: np.ndarray
     at_least_one: bool
@@ -82,30 +65,75 @@ class Tagger:
     tfidf: TfidfModel | None
     neighbours: Neighbours | None
 
+    @property
+    def model(self):
+        """The PyTorch classifier (torch backend only)."""
+        return self.backend.model
+
+    @property
+    def tokenizer(self):
+        return self.backend.tokenizer
+
     def probs(self, titles, batch_size: int = 256, max_length: int = 64,
               progress: bool = False, clean: bool = True) -> np.ndarray:
         """(titles x labels) probabilities of the mix; `clean=False`: the titles are already
         cleaned (data.clean_title), as a caller that de-duplicates cleaned titles has them."""
-        if clean:
-            titles = [clean_title(t) for t in titles]
+        return mix(self.part_probs(titles, batch_size, max_length, progress, clean),
+                   self.weights)
+
+    def part_probs(self, titles, batch_size: int = 256, max_length: int = 64,
+                   progress: bool = False, clean: bool = True) -> dict[str, np.ndarray]:
+        """Each part's probabilities (transformer, and tfidf and knn when loaded)."""
+        titles = [clean_title(t) for t in titles] if clean else list(titles)
         knn = self.neighbours is not None
-        out = encode(self.model, self.tokenizer, titles, batch_size, max_length, progress, knn)
-        parts = {"transformer": out[0] if knn else out}
+        probs, vectors = self.backend.scores(titles, batch_size, max_length, progress, knn)
+        parts = {"transformer": probs}
         if self.tfidf is not None:
             parts["tfidf"] = self.tfidf.probs(titles)
         if knn:
-            parts["knn"] = self.neighbours.probs(out[1])
-        return mix(parts, self.weights)
+            parts["knn"] = self.neighbours.probs(vectors)
+        return parts
 
 
-def load_tagger(model_dir: str | Path, device: str | torch.device = "cpu",
-                ensemble: bool = True, backend: str = "torch") -> Tagger:
+def choose_backend(model_dir: Path, backend: str, device) -> str:
+    """"torch" or "onnx": `auto` takes the ONNX export when best/ has a valid one and the device
+    is the CPU."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: not one of {', '.join(BACKENDS)}")
+    if backend == "onnx" and str(device) != "cpu":
+        raise ValueError(f"backend onnx runs on the CPU only, not on {device}")
+    if backend != "auto":
+        return backend
+    if str(device) != "cpu":
+        return "torch"
+    if not (model_dir / ONNX_DIR).exists():
+        return "torch"
+    try:
+        check_export(model_dir)
+    except ExportError as e:
+        print(f"warning: {e}; tagging with the torch backend", file=sys.stderr)
+        return "torch"
+    return "onnx"
+
+
+def load_tagger(model_dir: str | Path, device="cpu", ensemble: bool = True,
+                backend: str = "torch", onnx_file: str | None = None) -> Tagger:
     """best/ with its decision rule; `ensemble=False` drops the TF-IDF and kNN parts (the
-    transformer alone, at the same thresholds). `backend`: what scores the transformer part
-    (only "torch" so far)."""
-    if backend != "torch":
-        raise ValueError(f"backend {backend!r}: not available")
+    transformer alone, at the same thresholds). `backend`: what scores the transformer part:
+    "torch", "onnx" (best/onnx/ from `python -m vacancy.export`; ExportError, a ValueError naming
+    the file, when it is missing or made from another model) or "auto" (onnx when best/ has a
+    valid export, else torch). `onnx_file`: model.onnx or model.int8.onnx (default: int8 when
+    exported)."""
+    model_dir = Path(model_dir)
     at_least_one, weights, tfidf, neighbours = load_decision(model_dir)
     if not ensemble:
         weights, tfidf, neighbours = {"transformer": 1.0}, None, None
-    return Tagger(*load_checkpoint(model_dir, device), at_least_one, weights, tfidf, neighbours)
+    if choose_backend(model_dir, backend, device) == "onnx":
+        from .onnx_backend import OnnxBackend
+        scorer = OnnxBackend.load(model_dir, onnx_file)
+    else:
+        from .torch_backend import TorchBackend
+        scorer = TorchBackend.load(model_dir, device)
+    labels = read_labels(model_dir)
+    return Tagger(scorer, labels, load_thresholds(model_dir, labels), at_least_one, weights,
+                  tfidf, neighbours)
