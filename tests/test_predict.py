@@ -32,7 +32,7 @@ def test_csv_in_csv_out_matches_the_transformers_pipeline(best, tmp_path):
     pd.DataFrame({"id": range(len(RAW_TITLES)), "Title": RAW_TITLES}).to_csv(src, index=False)
     out = tmp_path / "out" / "tagged.csv"
     python("-m", "vacancy.predict", "--model", best, "--input", src, "--output", out,
-           "--batch-size", "2")
+           "--batch-size", "2", "--probs")
     table = pd.read_csv(out, keep_default_na=False)
     assert table["id"].tolist() == list(range(len(RAW_TITLES)))  # other columns kept, in order
     assert table["title"].tolist() == RAW_TITLES

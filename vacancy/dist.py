@@ -114,3 +114,13 @@ def broadcast_object(obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_object(obj) -> list | None:
+    """Every rank's picklable `obj`, in rank order, on rank 0 (None elsewhere); over gloo, so a
+    GPU job's host-side results do not go through the GPU."""
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * world_size() if is_main() else None
+    dist.gather_object(obj, out, dst=0, group=_cpu_group)
+    return out
