@@ -37,7 +37,7 @@ import numpy as np
 
 log = logging.getLogger("vacancy")
 CHUNK_ROWS = 100_000
-CACHE_TITLES = 1_000_000  # distinct titles with their scores: ~200 MB with 23 labels
+CACHE_TITLES = 1_000_000  # distinct titles with their scores: ~250 MB with 23 labels
 MODEL_FILES = {"config.json": "its config", "thresholds.json": "its thresholds"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
@@ -115,8 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also write one p_<label> column per area, its probability "
                              "(off by default: 23 more columns)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue a killed run from the parts in OUTPUT.parts/ (same input, "
-                             "model and flags)")
+                        help="continue a killed run from its last chunk in OUTPUT.parts/ (same "
+                             "input, model and flags; with no parts it simply starts)")
     parser.add_argument("--threshold", type=float, help="one threshold for every label instead "
                                                         "of the saved per-label ones")
     parser.add_argument("--top-k", type=int, help="at most this many areas per title, the most "
@@ -161,41 +161,58 @@ def readable(raw) -> str | None:
 
 
 class Scorer:
-    """Cleaned title -> (its areas as written, its probabilities), each distinct title scored
-    once. Bounded: past `limit` titles the cache is emptied at a chunk's end (`end_chunk`), so it
-    holds exactly the titles scored since the last emptying, which a resumed run reloads."""
+    """Cleaned title -> its areas as written and its probabilities, each distinct title scored
+    once. The probabilities sit in one growing float32 array, the areas strings are shared
+    between titles (few distinct ones): ~250 bytes a title with 23 labels, key included.
+    Bounded: past --cache-titles titles the cache is emptied at a chunk's end (`end_chunk`), so
+    it holds exactly the titles scored since the last emptying, which a resumed run reloads."""
 
     def __init__(self, tagger, args, thresholds: np.ndarray, world: "World") -> None:
         self.tagger, self.args, self.thresholds, self.world = tagger, args, thresholds, world
         self.names = np.array(tagger.labels)
-        self.cache: dict[str, tuple[str, np.ndarray]] = {}
+        self.end_chunk(force=True)
 
     def add(self, titles: list[str], probs: np.ndarray) -> None:
         chosen = select(probs, self.thresholds, self.args.top_k, self.tagger.at_least_one)
-        for title, row, idx in zip(titles, probs, chosen):
-            self.cache[title] = (" ".join(self.names[idx]), row)
+        start = len(self.index)
+        if start + len(titles) > len(self.probs):  # grow by doubling: amortised O(1) a title
+            grown = np.empty((max(2 * len(self.probs), start + len(titles)), len(self.names)),
+                             np.float32)
+            grown[:start] = self.probs[:start]
+            self.probs = grown
+        self.probs[start:start + len(titles)] = probs
+        for i, (title, idx) in enumerate(zip(titles, chosen)):
+            areas = " ".join(self.names[idx])
+            self.index[title] = start + i
+            self.areas.append(self._shared.setdefault(areas, areas))
 
     def new_titles(self, cleaned: list[str | None]) -> list[str]:
         """The distinct non-empty titles not yet scored, shortest first (ties by text, so that
         the batches, and hence the scores to the last bit, do not depend on the row order)."""
-        new = {t for t in cleaned if t and t not in self.cache}
+        new = {t for t in cleaned if t and t not in self.index}
         return sorted(new, key=lambda t: (len(t), t))
 
-    def tag(self, cleaned: list[str | None], progress=None) -> tuple[list[str], np.ndarray, list]:
+    def tag(self, cleaned: list[str | None], progress=None) -> tuple:
         """(areas per row, probabilities per row (NaN for a title that is empty or None),
-        the new titles scored)."""
+        the new titles scored, their probabilities)."""
         todo = self.new_titles(cleaned)
-        self.add(todo, self.world.score(self.tagger, todo, self.args, progress))
-        nan = np.full(len(self.names), np.nan, np.float32)
-        hits = [self.cache[t] if t else ("", nan) for t in cleaned]
-        return [h[0] for h in hits], np.stack([h[1] for h in hits]) if hits else \
-            np.zeros((0, len(self.names)), np.float32), todo
+        scored = self.world.score(self.tagger, todo, self.args, progress)
+        self.add(todo, scored)
+        rows = np.array([self.index[t] if t else -1 for t in cleaned], np.int64)
+        probs = self.probs[np.maximum(rows, 0)] if len(rows) else \
+            np.zeros((0, len(self.names)), np.float32)
+        probs[rows < 0] = np.nan
+        areas = [self.areas[i] if i >= 0 else "" for i in rows.tolist()]
+        return areas, probs, todo, scored
 
-    def end_chunk(self) -> bool:
+    def end_chunk(self, force: bool = False) -> bool:
         """Empty the cache if it is over its limit; whether it was."""
-        if len(self.cache) <= self.args.cache_titles:
+        if not force and len(self.index) <= self.args.cache_titles:
             return False
-        self.cache.clear()
+        self.index: dict[str, int] = {}
+        self.areas: list[str] = []
+        self._shared: dict[str, str] = {}
+        self.probs = np.empty((1024, len(self.names)), np.float32)
         return True
 
 
@@ -303,10 +320,7 @@ class Parts:
                 raise PredictError(f"--resume: {self.dir} was made with another input, model or "
                                    "flags; run without --resume to start over")
             self.state = state
-        elif self.dir.exists():
-            if resume:
-                print(f"warning: --resume: no {saved}; starting from the first row",
-                      file=sys.stderr)
+        elif self.dir.exists():  # a killed run's parts, not to be resumed (or without state)
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
 
@@ -390,14 +404,13 @@ def tag_file(args, scorer: Scorer, path: Path) -> None:
             texts = [readable(t) for t in raw]
             cleaned = clean_all(texts)
             bad.count(texts, cleaned, first_row)
-            predicted, probs, scored = scorer.tag(cleaned, progress)
+            predicted, probs, scored, new = scorer.tag(cleaned, progress)
             chunk = add_columns(chunk, reader.fmt, predicted, probs if args.probs else None,
                                 scorer.tagger.labels)
             if to_stdout:
                 write_part(chunk, out_fmt, sys.stdout.buffer, header=i == 0, columns=columns)
+                scorer.end_chunk()
             else:
-                new = np.stack([scorer.cache[t][1] for t in scored]) if scored else \
-                    np.zeros((0, len(scorer.names)), np.float32)
                 parts.commit(i, chunk, columns, scored, new, len(raw), bad, scorer.end_chunk())
             first_row += len(raw)
             progress.chunk(len(raw), len(scored))
@@ -429,7 +442,7 @@ def _empty_like(reader):
 
 def print_titles(titles: list[str], scorer: Scorer) -> None:
     cleaned = clean_all([readable(t) for t in titles])
-    predicted, probs, _ = scorer.tag(cleaned)
+    predicted, probs, _, _ = scorer.tag(cleaned)
     index = {name: j for j, name in enumerate(scorer.names)}
     for title, clean, areas, row in zip(titles, cleaned, predicted, probs):
         print(title)
