@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import python, torchrun
+from conftest import python, run_env, torchrun
 from vacancy.data import clean_title
 from vacancy.inference import load_checkpoint, predict_probs
 from vacancy.predict import main
@@ -354,3 +354,14 @@ def test_two_ranks_under_torchrun_give_the_one_process_file(best, small_csv, tmp
     one, two = (tmp_path / "one.csv.gz").read_bytes(), (tmp_path / "two.csv.gz").read_bytes()
     assert len(pd.read_csv(tmp_path / "one.csv.gz")) == 240
     assert one == two
+
+
+def test_slurm_predict_script_parses_and_refuses_to_run_outside_a_job():
+    import subprocess
+    from conftest import ROOT
+    script = ROOT / "slurm" / "predict.sh"
+    assert subprocess.run(["bash", "-n", script]).returncode == 0
+    env = {k: v for k, v in run_env().items() if not k.startswith("SLURM_")}
+    proc = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "submit this script with sbatch" in proc.stderr
+    assert '-m vacancy.predict "$@" --resume' in script.read_text()
