@@ -81,6 +81,7 @@ class TagProgress:
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.rows, self.scored, self.start_rows = done, 0, done
         self.start = self.last_line = time.perf_counter()
+        self.lined = None  # the row count of the last line written
         self.bar = None
         if enabled and self.interactive:
             from tqdm.auto import tqdm
@@ -114,10 +115,10 @@ class TagProgress:
         of = f"/{self.total} ({100 * self.rows // max(1, self.total)}%)" if self.total else ""
         log.info("%s: %d%s rows, %d distinct titles scored (%s), %.0f rows/s", self.desc,
                  self.rows, of, self.scored, self._share(), self._rate())
-        self.last_line = time.perf_counter()
+        self.last_line, self.lined = time.perf_counter(), self.rows
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        if self.enabled:
+        if self.enabled and self.lined != self.rows:
             self._line()
