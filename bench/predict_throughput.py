@@ -54,6 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", nargs="+", required=True, help="CSV files with a title column")
     parser.add_argument("--sample", type=int, default=100_000,
                         help="rows the pipeline and today's predict score, scaled to the file")
+    parser.add_argument("--max-rows", type=int,
+                        help="use only the first rows of each file (on a busy machine)")
     parser.add_argument("--main-ref", help="a checkout of main, for today's vacancy.predict")
     parser.add_argument("--methods", default="pipeline,today," + ",".join(BACKENDS),
                         help="which rows to measure")
@@ -143,7 +145,13 @@ def main(argv=None) -> int:
     print("| file | rows (distinct) | method | rows timed | seconds | titles/s | peak RSS MB |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
     rates, rss = {}, {}
+    files = []
     for data in map(Path, args.data):
+        if args.max_rows:
+            head(data, args.max_rows, work / f"{data.stem}_first{args.max_rows}.csv")
+            data = work / f"{data.stem}_first{args.max_rows}.csv"
+        files.append(data)
+    for data in files:
         rows, distinct = count_rows(data)
         sample = work / f"sample_{data.stem}.csv"
         sampled = head(data, args.sample, sample) if rows > args.sample else rows
@@ -186,7 +194,7 @@ def main(argv=None) -> int:
             print(f"| {method} | {micro_f1(tagged['predicted'], truth['area']):.4f} |")
 
     print()
-    for data in map(Path, args.data):
+    for data in files:
         ours = {m: r for (f, m), r in rates.items() if f == data.name and m in backends}
         if not ours:
             continue
