@@ -182,16 +182,17 @@ def main(argv=None) -> int:
         truth[["title"]].to_csv(src, index=False)
         print(f"\nmicro-F1 on {test_run.name}'s test split ({len(truth)} titles; the run's own "
               "figure is in its metrics.json)\n")
-        print("| method | test micro-F1 |")
-        print("| --- | ---: |")
+        print("| method | test micro-F1 | seconds | titles/s | peak RSS MB |")
+        print("| --- | ---: | ---: | ---: | ---: |")
         for method in [m for m in methods if m != "pipeline"]:
             try:
-                run_child(*command(method, src))
+                seconds, peak, _ = run_child(*command(method, src))
             except (RuntimeError, KeyError) as e:
-                print(f"| {method} | not available: {e} |")
+                print(f"| {method} | not available: {e} | | | |")
                 continue
             tagged = pd.read_csv(out, dtype=str, keep_default_na=False)
-            print(f"| {method} | {micro_f1(tagged['predicted'], truth['area']):.4f} |")
+            print(f"| {method} | {micro_f1(tagged['predicted'], truth['area']):.4f} | "
+                  f"{seconds:.1f} | {len(truth) / seconds:.0f} | {peak:.0f} |", flush=True)
 
     print()
     for data in files:

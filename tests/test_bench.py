@@ -40,7 +40,7 @@ def test_predict_throughput_end_to_end(ddp_run, small_csv, tmp_path):
                                             ("torch", "100"), ("torch", "800")]
     for row in rows:
         assert all(re.fullmatch(NUMBER, x) for x in row[4:]), row
-    f1 = {r[0]: r[1] for r in table_rows(out) if len(r) == 2}
+    f1 = {r[0]: r[1] for r in table_rows(out) if len(r) == 5}
     assert re.fullmatch(r"0\.[0-9]{4}", f1["torch"])
     assert re.search(rf"small.csv: torch / pipeline: {NUMBER}x titles/s", out)
     assert re.search(r"torch peak RSS [0-9]+ MB at 100 rows, [0-9]+ MB at 800 rows", out)
