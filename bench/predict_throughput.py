@@ -62,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--backend-flags", action="append", default=[], metavar="NAME=FLAGS",
                         help="vacancy.predict flags of a backend row, e.g. "
                              "'onnx int8=--backend onnx --int8' (defaults: %s)" % BACKENDS)
+    parser.add_argument("--f1-methods", help="methods that tag the test split (default: those "
+                                             "of --methods but the pipeline)")
     parser.add_argument("--pipeline-batch-size", type=int, default=64)
     parser.add_argument("--test-run", help="run directory whose test_predictions.csv gives "
                                            "micro-F1 (default: the model's run; none: skip)")
@@ -184,7 +186,8 @@ def main(argv=None) -> int:
               "figure is in its metrics.json)\n")
         print("| method | test micro-F1 | seconds | titles/s | peak RSS MB |")
         print("| --- | ---: | ---: | ---: | ---: |")
-        for method in [m for m in methods if m != "pipeline"]:
+        f1_methods = args.f1_methods.split(",") if args.f1_methods else methods
+        for method in [m.strip() for m in f1_methods if m.strip() != "pipeline"]:
             try:
                 seconds, peak, _ = run_child(*command(method, src))
             except (RuntimeError, KeyError) as e:
