@@ -1,105 +1,218 @@
-"""Inference throughput: vacancy's predict_probs against the transformers text-classification
-pipeline, on the same model and titles.
+"""Tagging files end to end (read, clean, score, write): transformers' pipeline, today's
+`vacancy.predict` (a checkout of main), and the streaming tagger with each backend that loads.
 
-    python bench/predict_throughput.py                           # minilm classifier, 2,000 titles
-    python bench/predict_throughput.py --model runs/my/best --rows 5000
+    python bench/predict_throughput.py --model runs/major/best --main-ref /tmp/main-ref \\
+        --data ../shared/data/onet_titles_major.csv /tmp/vacancy-data-scale/titles_1000000.csv
 
-`--model` is a saved classifier (a run's best/); by default the minilm encoder with a fresh
-multi-label head is saved to a temporary directory (speed does not depend on training).
-Both get the raw titles: predict_probs cleans them (data.clean_title, counted in its time), sorts
-them by length and pads each batch to its longest title; the pipeline pads each batch to its
-longest title in the order given. titles/s is the median over `--repeats` rounds
-(every method once per round).
+`--model` is a run's best/ trained by the default command (the mix). Every method runs as its own
+child process and is timed from its start to its exit (imports and model loading count, as for a
+user), with its peak RSS (ru_maxrss from wait4). The pipeline (`text-classification`,
+`top_k=None`, sigmoid, batched: the transformer part alone; it has no de-duplication) and today's
+predict (it scores every row) run on the first `--sample` rows of a larger file, scaled linearly
+to the file's size; the streaming tagger runs on the whole file, and also on its first
+`--sample` rows, so that its peak RSS can be compared at both sizes. Then each backend tags the
+test split of the model's run (its test_predictions.csv: titles and true areas) for micro-F1.
+A backend that does not load here (onnx before the export is merged) gets a row saying so.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
-import statistics
+import shlex
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
+# the docs' way: a pipeline over the cleaned titles (it does not clean them itself), batched
+PIPELINE = '''
+import json, sys
+import pandas as pd
+from transformers import pipeline
+from vacancy.data import clean_title
+model, src, dst, batch = sys.argv[1:5]
+thresholds = json.loads(open(model + "/thresholds.json").read())
+table = pd.read_csv(src, dtype=str, keep_default_na=False)
+tag = pipeline("text-classification", model=model, top_k=None, function_to_apply="sigmoid")
+scores = tag([clean_title(t) for t in table["title"]], batch_size=int(batch), truncation=True)
+table["predicted"] = [" ".join(d["label"] for d in row if d["score"] >= thresholds[d["label"]])
+                      for row in scores]
+table.to_csv(dst, index=False)
+'''
 
-from vacancy.config import DEFAULT_DATA  # noqa: E402
+BACKENDS = {"torch": "--backend torch", "onnx fp32": "--backend onnx",
+            "onnx int8": "--backend onnx --int8"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="saved classifier directory (default: minilm + new head)")
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--rows", type=int, default=2000, help="titles to score")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=256, help="predict_probs' default")
-    parser.add_argument("--pipeline-batch-sizes", default="1,64",
-                        help="pipeline batch sizes to try (1 is its default)")
+    parser.add_argument("--model", required=True, help="a run's best/ (the mix)")
+    parser.add_argument("--data", nargs="+", required=True, help="CSV files with a title column")
+    parser.add_argument("--sample", type=int, default=100_000,
+                        help="rows the pipeline and today's predict score, scaled to the file")
+    parser.add_argument("--max-rows", type=int,
+                        help="use only the first rows of each file (on a busy machine)")
+    parser.add_argument("--main-ref", help="a checkout of main, for today's vacancy.predict")
+    parser.add_argument("--methods", default="pipeline,today," + ",".join(BACKENDS),
+                        help="which rows to measure")
+    parser.add_argument("--backend-flags", action="append", default=[], metavar="NAME=FLAGS",
+                        help="vacancy.predict flags of a backend row, e.g. "
+                             "'onnx int8=--backend onnx --int8' (defaults: %s)" % BACKENDS)
+    parser.add_argument("--f1-methods", help="methods that tag the test split (default: those "
+                                             "of --methods but the pipeline)")
+    parser.add_argument("--pipeline-batch-size", type=int, default=64)
+    parser.add_argument("--test-run", help="run directory whose test_predictions.csv gives "
+                                           "micro-F1 (default: the model's run; none: skip)")
+    parser.add_argument("--work", default=None, help="where samples and outputs go (temporary)")
     return parser.parse_args(argv)
 
 
-def save_default_model(path: Path, data: str) -> None:
-    from vacancy.data import LabelSpace, read_csv
-    from vacancy.model import load_model, load_tokenizer
-    labels = LabelSpace.fit(read_csv(data)["labels"]).names
-    load_model("minilm", labels).save_pretrained(path)
-    load_tokenizer("minilm").save_pretrained(path)
+def run_child(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB of the process and its children, stderr tail); raises
+    RuntimeError with the error line if it failed."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read().decode(errors="replace")
+    if proc.returncode != 0:
+        lines = [x for x in text.splitlines() if x.strip()]
+        error = next((x for x in lines if x.startswith("error:")), lines[-1] if lines else "")
+        raise RuntimeError(f"exit {proc.returncode}: {error[:160]}")
+    return seconds, usage.ru_maxrss / 1024, text
 
 
-def timed(methods: dict, repeats: int) -> dict:
-    """Median seconds of each method over `repeats` rounds, after one untimed warm-up call each.
-    Rounds take every method in turn, so that a change in the machine's load (it is shared)
-    falls on all of them alike."""
-    times = {name: [] for name in methods}
-    for round_ in range(repeats + 1):
-        for name, fn in methods.items():
-            start = time.perf_counter()
-            fn()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            if round_:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+def head(src: Path, rows: int, dst: Path) -> int:
+    """The first `rows` data rows of a CSV (one title per line), header kept; how many."""
+    n = 0
+    with open(src, encoding="utf-8") as f, open(dst, "w", encoding="utf-8") as out:
+        for n, line in enumerate(itertools.islice(f, rows + 1)):
+            out.write(line)
+    return n
+
+
+def count_rows(path: Path) -> tuple[int, int]:
+    """(rows, distinct titles after lower-casing) of a CSV."""
+    import pandas as pd
+    titles = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=["title"])["title"]
+    return len(titles), titles.str.lower().nunique()
+
+
+def micro_f1(predicted, truth) -> float:
+    tp = sum(len(set(p.split()) & set(t.split())) for p, t in zip(predicted, truth))
+    n_pred = sum(len(set(p.split())) for p in predicted)
+    n_true = sum(len(set(t.split())) for t in truth)
+    return 2 * tp / max(1, n_pred + n_true)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     import pandas as pd
-    import transformers
-    from transformers import pipeline
-    from vacancy.inference import load_checkpoint, predict_probs
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    titles = pd.read_csv(args.data, dtype=str, keep_default_na=False)["title"].tolist()
-    titles = (titles * (args.rows // len(titles) + 1))[:args.rows]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(args.model) if args.model else Path(tmp)
-        if not args.model:
-            save_default_model(model_dir, args.data)
-        model, tokenizer, _, _ = load_checkpoint(model_dir, device)
-        tag = pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None,
-                       function_to_apply="sigmoid", device=device)
-        ours = f"vacancy predict_probs (batch {args.batch_size})"
-        methods = {ours: lambda: predict_probs(model, tokenizer, titles, args.batch_size)}
-        for batch_size in map(int, args.pipeline_batch_sizes.split(",")):
-            methods[f"transformers pipeline (batch {batch_size})"] = \
-                lambda b=batch_size: tag(titles, batch_size=b, truncation=True)
-        seconds = timed(methods, args.repeats)
-    where = torch.cuda.get_device_name() if device == "cuda" else \
-        f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-    print(f"predict throughput: {model_dir if args.model else 'minilm + new head'}, "
-          f"{len(titles)} titles from {Path(args.data).name}, median of {args.repeats}; {where} "
-          f"(torch {torch.__version__})\n")
-    print("| method | titles/s | vs predict_probs |")
-    print("| --- | ---: | ---: |")
-    for name, t in seconds.items():
-        print(f"| {name} | {len(titles) / t:.0f} | {seconds[ours] / t:.2f}x |")
+    backends = dict(BACKENDS)
+    for item in args.backend_flags:
+        name, _, flags = item.partition("=")
+        backends[name.strip()] = flags
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": str(ROOT)}
+    model = Path(args.model).resolve()
+    work = Path(args.work or tempfile.mkdtemp(prefix="predict-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / "out.csv"
+
+    def command(method: str, src: Path) -> tuple[list[str], Path, dict]:
+        if method == "pipeline":
+            script = work / "pipeline_child.py"
+            script.write_text(PIPELINE)
+            return ([sys.executable, str(script), str(model), str(src), str(out),
+                     str(args.pipeline_batch_size)], ROOT, env)
+        if method == "today":
+            if not args.main_ref:
+                raise RuntimeError("not measured: no --main-ref checkout")
+            ref = Path(args.main_ref).resolve()
+            return ([sys.executable, "-m", "vacancy.predict", "--model", str(model), "--input",
+                     str(src), "--output", str(out)], ref, {**env, "PYTHONPATH": str(ref)})
+        return ([sys.executable, "-m", "vacancy.predict", "--model", str(model), "--input",
+                 str(src), "--output", str(out), *shlex.split(backends[method])], ROOT, env)
+
+    print(f"end-to-end tagging: {model}; CPU, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f} at the start\n")
+    print("| file | rows (distinct) | method | rows timed | seconds | titles/s | peak RSS MB |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+    rates, rss = {}, {}
+    files = []
+    for data in map(Path, args.data):
+        if args.max_rows:
+            head(data, args.max_rows, work / f"{data.stem}_first{args.max_rows}.csv")
+            data = work / f"{data.stem}_first{args.max_rows}.csv"
+        files.append(data)
+    for data in files:
+        rows, distinct = count_rows(data)
+        sample = work / f"sample_{data.stem}.csv"
+        sampled = head(data, args.sample, sample) if rows > args.sample else rows
+        for method in methods:
+            runs = [(sample if rows > args.sample else data, sampled)]
+            if method not in ("pipeline", "today") and rows > args.sample:
+                runs = [(sample, sampled), (data, rows)]  # RSS at both sizes; rate on the whole
+            for src, n in runs:
+                try:
+                    seconds, peak, _ = run_child(*command(method, src))
+                except (RuntimeError, KeyError) as e:
+                    note = "not available on this branch" if method in backends else "failed"
+                    print(f"| {data.name} | {rows} ({distinct}) | {method} | {n} | {note}: "
+                          f"{e} | | |")
+                    break
+                rates[data.name, method] = n / seconds
+                rss[data.name, method, n] = peak
+                scaled = f" (of {rows}: scaled)" if n < rows and method in ("pipeline",
+                                                                            "today") else ""
+                print(f"| {data.name} | {rows} ({distinct}) | {method} | {n}{scaled} | "
+                      f"{seconds:.1f} | {n / seconds:.0f} | {peak:.0f} |", flush=True)
+
+    test_run = model.parent if args.test_run is None else \
+        (None if args.test_run == "none" else Path(args.test_run))
+    if test_run is not None and (test_run / "test_predictions.csv").is_file():
+        truth = pd.read_csv(test_run / "test_predictions.csv", dtype=str, keep_default_na=False)
+        src = work / "test_titles.csv"
+        truth[["title"]].to_csv(src, index=False)
+        print(f"\nmicro-F1 on {test_run.name}'s test split ({len(truth)} titles; the run's own "
+              "figure is in its metrics.json)\n")
+        print("| method | test micro-F1 | seconds | titles/s | peak RSS MB |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        f1_methods = args.f1_methods.split(",") if args.f1_methods else methods
+        for method in [m.strip() for m in f1_methods if m.strip() != "pipeline"]:
+            try:
+                seconds, peak, _ = run_child(*command(method, src))
+            except (RuntimeError, KeyError) as e:
+                print(f"| {method} | not available: {e} | | | |")
+                continue
+            tagged = pd.read_csv(out, dtype=str, keep_default_na=False)
+            print(f"| {method} | {micro_f1(tagged['predicted'], truth['area']):.4f} | "
+                  f"{seconds:.1f} | {len(truth) / seconds:.0f} | {peak:.0f} |", flush=True)
+
+    print()
+    for data in files:
+        ours = {m: r for (f, m), r in rates.items() if f == data.name and m in backends}
+        if not ours:
+            continue
+        best = max(ours, key=ours.get)
+        for other in ("pipeline", "today"):
+            if (data.name, other) in rates:
+                print(f"{data.name}: {best} / {other}: "
+                      f"{ours[best] / rates[data.name, other]:.1f}x titles/s")
+        sizes = sorted(n for (f, m, n) in rss if f == data.name and m == best)
+        if len(sizes) == 2:
+            small, large = (rss[data.name, best, n] for n in sizes)
+            print(f"{data.name}: {best} peak RSS {small:.0f} MB at {sizes[0]} rows, "
+                  f"{large:.0f} MB at {sizes[1]} rows ({100 * (large / small - 1):+.0f}%)")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
 

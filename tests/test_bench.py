@@ -30,14 +30,20 @@ def test_train_throughput_runs_every_method(tiny_model, small_csv):
     assert re.search(rf"recipe wall time, notebook / ours: {NUMBER}x", out)
 
 
-def test_predict_throughput(ddp_run):
-    out = python("bench/predict_throughput.py", "--model", ddp_run / "best", "--rows", 40,
-                 "--repeats", 1, "--pipeline-batch-sizes", "1,8").stdout
-    rows = table_rows(out)[1:]
-    assert [r[0] for r in rows] == ["vacancy predict_probs (batch 256)",
-                                    "transformers pipeline (batch 1)",
-                                    "transformers pipeline (batch 8)"]
-    assert rows[0][2] == "1.00x" and all(re.fullmatch(NUMBER, r[1]) for r in rows)
+def test_predict_throughput_end_to_end(ddp_run, small_csv, tmp_path):
+    """Four child processes: the pipeline on a sample, the tagger on the sample and the whole
+    file, and on the run's test split. (A backend that does not load gets a row saying so.)"""
+    out = python("bench/predict_throughput.py", "--model", ddp_run / "best", "--data", small_csv,
+                 "--sample", 100, "--methods", "pipeline,torch", "--work", tmp_path).stdout
+    rows = [r for r in table_rows(out) if len(r) == 7][1:]
+    assert [(r[2], r[3]) for r in rows] == [("pipeline", "100 (of 800: scaled)"),
+                                            ("torch", "100"), ("torch", "800")]
+    for row in rows:
+        assert all(re.fullmatch(NUMBER, x) for x in row[4:]), row
+    f1 = {r[0]: r[1] for r in table_rows(out) if len(r) == 5}
+    assert re.fullmatch(r"0\.[0-9]{4}", f1["torch"])
+    assert re.search(rf"small.csv: torch / pipeline: {NUMBER}x titles/s", out)
+    assert re.search(r"torch peak RSS [0-9]+ MB at 100 rows, [0-9]+ MB at 800 rows", out)
 
 
 @pytest.mark.slow

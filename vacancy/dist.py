@@ -131,3 +131,13 @@ def on_main(action, *args, errors: tuple = ()):
     if error is not None:
         raise error
     return result
+
+
+def gather_object(obj) -> list | None:
+    """Every rank's picklable `obj`, in rank order, on rank 0 (None elsewhere); over gloo, so a
+    GPU job's host-side results do not go through the GPU."""
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * world_size() if is_main() else None
+    dist.gather_object(obj, out, dst=0, group=_cpu_group)
+    return out

@@ -66,3 +66,59 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class TagProgress:
+    """Tagging a file: rows done, the share of them that were distinct titles to score, rows/s.
+    A bar on a terminal, redrawn as titles are scored; in a log file a line per chunk (not within
+    `MIN_GAP_S` of the previous one) and one at the end. `total`: rows, where the format says it
+    (Parquet), else the bar counts up without an end."""
+
+    def __init__(self, desc: str, total: int | None = None, enabled: bool = True,
+                 interactive: bool | None = None, done: int = 0) -> None:
+        """`done`: rows already tagged (a resumed run)."""
+        self.desc, self.total, self.enabled = desc, total, enabled
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self.rows, self.scored, self.start_rows = done, 0, done
+        self.start = self.last_line = time.perf_counter()
+        self.lined = None  # the row count of the last line written
+        self.bar = None
+        if enabled and self.interactive:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, initial=done, desc=desc, unit=" rows", leave=False,
+                            dynamic_ncols=True)
+
+    def _rate(self) -> float:
+        return (self.rows - self.start_rows) / max(time.perf_counter() - self.start, 1e-9)
+
+    def _share(self) -> str:
+        return f"{100 * self.scored / max(1, self.rows - self.start_rows):.0f}%"
+
+    def scoring(self, done: int, todo: int) -> None:
+        """Within a chunk: `done` of its `todo` new distinct titles scored."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"scoring {done}/{todo} new titles", refresh=True)
+
+    def chunk(self, rows: int, scored: int) -> None:
+        """A chunk of `rows` rows is written, `scored` of them distinct titles seen first here."""
+        if not self.enabled:
+            return
+        self.rows += rows
+        self.scored += scored
+        if self.bar is not None:
+            self.bar.update(rows)
+            self.bar.set_postfix_str(f"{self._rate():.0f} rows/s, distinct {self._share()}")
+        elif time.perf_counter() - self.last_line >= MIN_GAP_S:
+            self._line()
+
+    def _line(self) -> None:
+        of = f"/{self.total} ({100 * self.rows // max(1, self.total)}%)" if self.total else ""
+        log.info("%s: %d%s rows, %d distinct titles scored (%s), %.0f rows/s", self.desc,
+                 self.rows, of, self.scored, self._share(), self._rate())
+        self.last_line, self.lined = time.perf_counter(), self.rows
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.enabled and self.lined != self.rows:
+            self._line()
