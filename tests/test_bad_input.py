@@ -173,8 +173,8 @@ def test_cached_preparation_is_checked_too(tmp_path, tiny_model):
     tokenizer = load_tokenizer(str(tiny_model))
     config = TrainConfig(data=str(areas_csv(tmp_path, ["qa", "dev"] * 20)),
                          output_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"))
-    folder = prepare(config, tokenizer) and \
-        tmp_path / "cache" / cache_key(config.data, tokenizer, config.max_length, 42)
+    prepare(config, tokenizer)  # writes the cache entry
+    folder = tmp_path / "cache" / cache_key(config.data, tokenizer, config.max_length, 42)
     for part in PARTS:  # as if every train title had the one label "dev"
         targets = np.load(folder / f"{part}.targets.npy")
         np.save(folder / f"{part}.targets.npy", np.tile([[1, 0]], (len(targets), 1)))
