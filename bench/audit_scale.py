@@ -80,7 +80,8 @@ def main(argv=None) -> int:
         rows.append((csv.name, s, result))
         print(result["output"].strip().splitlines()[-1])
         print(f"{csv.name}: {result['wall_s']:.0f} s ({result['cpu_s']:.0f} CPU s), tree peak "
-              f"{result['tree_peak_gb']:.2f} GB; steps (s): {s['seconds']}; load now {os.getloadavg()[0]:.1f}", flush=True)
+              f"{result['tree_peak_gb']:.2f} GB; steps (s): {s['seconds']}; "
+              f"load now {os.getloadavg()[0]:.1f}", flush=True)
     print("\n| data | rows | distinct titles | kNN part | wall s | peak GB (process tree) "
           "| peak GB (largest process) | flagged |")
     print("|" + " --- |" * 8)
