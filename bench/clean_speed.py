@@ -43,6 +43,7 @@ ONET = ROOT.parent / "shared" / "data" / "onet_titles_major.csv"
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--onet", default=str(ONET), help="real titles to time too ('' for none)")
     parser.add_argument("--numbered", type=float, default=0.88,
                         help="share of the rows whose title gets its row number appended "
                              "(0.88: 93%% distinct titles at 1M rows)")
@@ -150,8 +151,9 @@ def main(argv=None) -> int:
           "clean_title, one by one | clean_titles, bulk | clean_titles, all with punctuation "
           "| load |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |", flush=True)
-    if ONET.exists():
-        speeds(ONET.name, pd.read_csv(ONET, dtype=str, keep_default_na=False)["title"].tolist(),
+    if args.onet and Path(args.onet).exists():
+        speeds(Path(args.onet).name,
+               pd.read_csv(args.onet, dtype=str, keep_default_na=False)["title"].tolist(),
                args.sample)
     speeds(csv_path.name, big, args.sample)
     differ = 0 if args.skip_identity else identity(big)

@@ -11,6 +11,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 import vacancy.data as vdata
+from conftest import python
 from vacancy.data import (LabelSpace, PadCollator, TokenIds, _clean_title_nltk, clean_title,
                           clean_titles, count_leaked, parse_labels, read_csv, split, tokenize)
 from vacancy.synth import generate
@@ -177,3 +178,10 @@ def test_batches_pad_to_their_longest_title():
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     padded = PadCollator(0, multiple_of=8)([(0, [1, 2, 3], torch.zeros(1))])
     assert padded["input_ids"].shape[1] == 8
+
+
+def test_the_cleaning_benchmark_runs_and_finds_no_difference(tmp_path):
+    out = python("bench/clean_speed.py", "--rows", 400, "--sample", 100, "--onet", "",
+                 "--skip-train", "--work", tmp_path).stdout
+    assert "| titles_400_numbered0.88.csv | 400 |" in out
+    assert "0 differ from NLTK" in out
