@@ -43,6 +43,7 @@ ONET = ROOT.parent / "shared" / "data" / "onet_titles_major.csv"
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--onet", default=str(ONET), help="real titles to time too ('' for none)")
     parser.add_argument("--numbered", type=float, default=0.88,
                         help="share of the rows whose title gets its row number appended "
                              "(0.88: 93%% distinct titles at 1M rows)")
@@ -55,6 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--skip-identity", action="store_true")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-old", action="store_true", help="no cold start of --old-rev")
+    parser.add_argument("--skip-new", action="store_true", help="no cold start of this code")
     return parser.parse_args(argv)
 
 
@@ -124,19 +126,19 @@ def identity(titles: list[str]) -> int:
 
 def cold_start(args, csv_path: Path, work: Path) -> None:
     from data_scale import first_step, old_code
-    runs = [("this code", ROOT)]
+    runs = [] if args.skip_new else [("this code", ROOT)]
     if not args.skip_old:
         runs.append((f"old ({args.old_rev})", old_code(work, args.old_rev)))
-    print(f"\n| cold start, {csv_path.name} | processes | first step (s) | peak RSS per rank (MB) "
-          "| preparing process peak (MB) | load at start |")
-    print("| --- | ---: | ---: | ---: | ---: | --- |", flush=True)
+    print(f"\n| cold start, {csv_path.name} | processes | first step (s) | CPU time, all processes "
+          "(s) | peak RSS per rank (MB) | preparing process peak (MB) | load at start |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |", flush=True)
     for name, code in runs:
-        cache = work / "cache"
+        cache = work / f"cache-{code.name}"
         shutil.rmtree(cache, ignore_errors=True)
         at_start = load()
-        r = first_step(code, csv_path, args.nproc, work / "run", cache)
-        print(f"| {name} | {args.nproc} | {r['first_step_s']:.1f} | {r['rss_mb']:.0f} | "
-              f"{r['prep_rss_mb']:.0f} | {at_start} |", flush=True)
+        r = first_step(code, csv_path, args.nproc, work / f"run-{code.name}", cache)
+        print(f"| {name} | {args.nproc} | {r['first_step_s']:.1f} | {r['cpu_s']:.1f} | "
+              f"{r['rss_mb']:.0f} | {r['prep_rss_mb']:.0f} | {at_start} |", flush=True)
 
 
 def main(argv=None) -> int:
@@ -150,8 +152,9 @@ def main(argv=None) -> int:
           "clean_title, one by one | clean_titles, bulk | clean_titles, all with punctuation "
           "| load |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |", flush=True)
-    if ONET.exists():
-        speeds(ONET.name, pd.read_csv(ONET, dtype=str, keep_default_na=False)["title"].tolist(),
+    if args.onet and Path(args.onet).exists():
+        speeds(Path(args.onet).name,
+               pd.read_csv(args.onet, dtype=str, keep_default_na=False)["title"].tolist(),
                args.sample)
     speeds(csv_path.name, big, args.sample)
     differ = 0 if args.skip_identity else identity(big)

@@ -37,7 +37,8 @@ def first_step(self, *args):
     usage = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(os.environ["PROBE_OUT"] + f".{os.environ.get('RANK', '0')}", "w") as f:
         json.dump({"t": time.time(), "rss_mb": usage[0].ru_maxrss / 1024,
-                   "children_rss_mb": usage[1].ru_maxrss / 1024}, f)
+                   "children_rss_mb": usage[1].ru_maxrss / 1024,
+                   "cpu_s": sum(u.ru_utime + u.ru_stime for u in usage)}, f)
     os._exit(0)  # every rank gets here after the same step's collectives
 trainer.Trainer._after_step = first_step
 sys.exit(train_ddp.main())
@@ -99,7 +100,8 @@ def first_step(code: Path, csv: Path, nproc: int, run: Path, cache: Path | None)
         raise RuntimeError(f"run in {run} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return {"first_step_s": max(r["t"] for r in reports) - start,
             "rss_mb": max(r["rss_mb"] for r in reports),
-            "prep_rss_mb": max(r["children_rss_mb"] for r in reports)}
+            "prep_rss_mb": max(r["children_rss_mb"] for r in reports),
+            "cpu_s": sum(r["cpu_s"] for r in reports)}  # all ranks and their children
 
 
 def main(argv=None) -> int:

@@ -11,6 +11,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 import vacancy.data as vdata
+from conftest import python
 from vacancy.data import (LabelSpace, PadCollator, TokenIds, _clean_title_nltk, clean_title,
                           clean_titles, count_leaked, parse_labels, read_csv, split, tokenize)
 from vacancy.synth import generate
@@ -47,7 +48,8 @@ ADVERSARIAL = [
     "a , b", "a,,b", "a::b", "::", "a:/", "a,/", "a*b", "**", "a?!", "?", "!a", "a/b", "a\\b",
     "a|b", "~a", "^a", "a_b", "http://x.com/a?b=c&d=e", "https://www.example.com.",
     "me@mail.com", "john.doe@x.org.", "", "   ", "a\tb", "a\r\nb", "a\nb", "\n", "a.\nb.", "\t",
-    "\x0b", "\x0c", "a\x1cb", "a.\x1c", "a\x1f", "a\u00a0b", "a\u2028b", "a.\u2028", "a,\u2028",
+    "\x0b", "\x0c", "a\x1cb", "a.\x1c", "a\x1f", "a.\r", "a,\r", "\r\"a", "a\u00a0b", "a\u2028b",
+    "a.\u2028", "a,\u2028",
     "a\u3000.", "a\x85.", "wanna\u00a0x", "a\u200bb", "e\u0301", "\u0301", "x\u0301'y", "'\u0301a",
     "ß", "ﬁ", "ǅ", "Σ", "ς", "۱,۲", "١.٢", "a,١", "a,\u0660", "٫", "dev (m/f/d)",
     "dev (w/m/d) - remote", "dev | remote", "Senior C++ Developer (Imunify, Kyiv) / ML-engineer",
@@ -58,7 +60,7 @@ def random_titles(n: int, seed: int = 0) -> list[str]:
     """Strings over a punctuation-heavy alphabet, and strings of the rules' own pieces."""
     rng = random.Random(seed)
     alphabet = list("abcdnotegilmrswy01 .,:;'\"`()[]{}<>-–—!?&%$#@*/\\+=_|~^\t\n«»“”‘’„"
-                    "\u0130\u0131\u017f\u212a\u00a0\u2028\x1c\u0301١")
+                    "\u0130\u0131\u017f\u212a\u00a0\u2028\u2029\x1c\x85\r\u0301١")
     pieces = ["can", "not", "gon", "gim", "g\u0131m", "me", "na", "wan", "'t", "is", "was", "'ll",
               "n't", "'s", "'re", "''", '"', "`", "...", "--", ".", ",", ":", "(", ")", " ", "  ",
               "\t", "d", "'ye", "more", "'n", "x", "1", "'", "\u017f", "»", "\n"]
@@ -177,3 +179,10 @@ def test_batches_pad_to_their_longest_title():
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     padded = PadCollator(0, multiple_of=8)([(0, [1, 2, 3], torch.zeros(1))])
     assert padded["input_ids"].shape[1] == 8
+
+
+def test_the_cleaning_benchmark_runs_and_finds_no_difference(tmp_path):
+    out = python("bench/clean_speed.py", "--rows", 400, "--sample", 100, "--onet", "",
+                 "--skip-train", "--work", tmp_path).stdout
+    assert "| titles_400_numbered0.88.csv | 400 |" in out
+    assert "0 differ from NLTK" in out
