@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The first GPU run, in one call of ~6-8 minutes (estimated, not yet run) on one H100: writes OUTDIR/summary.md (Markdown,
+# The first GPU run, in one call of ~8 minutes (estimated, not yet run) on one H100/H200: writes OUTDIR/summary.md (Markdown,
 # appended step by step, so a call cut short still returns what finished) and OUTDIR/logs.tar.gz
 # (every step's raw log and the runs' metrics.json and history.jsonl).
 #   bash bench/gpu_check.sh OUTDIR            # on the GPU machine, with gpu_carry/ beside it
@@ -146,6 +146,24 @@ else
         --batch-sizes 256,4096 --steps 20 --warmup 5 --data "$DATA"
 fi
 grep -v "samples/s$" "$WORK/logs/gpu_throughput.log" | grep "^|\|^GPU" >>"$SUMMARY"
+say ""
+
+say "## Tagging: bench/gpu_tagging.py (the transformer part alone, and vacancy.predict end to end)"
+# best/ of the train_bf16 run above: the mix, as the default command saves it
+if [ "$CPU" = 1 ]; then
+    TAG_DATA=$DATA
+    TAG_FLAGS=(--device cpu --precision fp32 --batch-sizes 64)
+else
+    step make_1m 120 $PY -c "import sys; from pathlib import Path; sys.path.insert(0, 'bench')
+from data_scale import make_csv; make_csv(Path(sys.argv[1]), 1_000_000)" "$WORK"
+    TAG_DATA=$WORK/titles_1000000.csv  # bench/data_scale.py's file: 1M rows, 32% distinct
+    TAG_FLAGS=(--device cuda --precision bf16)
+fi
+step gpu_tagging 300 $PY bench/gpu_tagging.py --model "$WORK/runs/train_bf16/best" \
+    --data "$TAG_DATA" "${TAG_FLAGS[@]}"
+grep "^|\|distinct cleaned titles timed" "$WORK/logs/gpu_tagging.log" >>"$SUMMARY"
+say "- 2 ranks: \`torchrun -m vacancy.predict\` gives each rank its own GPU (dist.setup), so one"
+say "  GPU runs one rank; the 2-rank path is tested on CPU (tests/test_predict.py)"
 say ""
 
 say "## bench/train_throughput.py (ours vs transformers.Trainer vs the notebook loop, one run)"

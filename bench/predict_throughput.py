@@ -44,8 +44,8 @@ table["predicted"] = [" ".join(d["label"] for d in row if d["score"] >= threshol
 table.to_csv(dst, index=False)
 '''
 
-BACKENDS = {"torch": "--backend torch", "onnx fp32": "--backend onnx",
-            "onnx int8": "--backend onnx --int8"}
+BACKENDS = {"torch": "--backend torch", "onnx fp32": "--backend onnx --onnx-file model.onnx",
+            "onnx int8": "--backend onnx --onnx-file model.int8.onnx"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:

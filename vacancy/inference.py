@@ -117,13 +117,15 @@ def choose_backend(model_dir: Path, backend: str, device) -> str:
 
 
 def load_tagger(model_dir: str | Path, device="cpu", ensemble: bool = True,
-                backend: str = "torch", onnx_file: str | None = None) -> Tagger:
+                backend: str = "torch", onnx_file: str | None = None,
+                precision: str = "fp32") -> Tagger:
     """best/ with its decision rule; `ensemble=False` drops the TF-IDF and kNN parts (the
     transformer alone, at the same thresholds). `backend`: what scores the transformer part:
     "torch", "onnx" (best/onnx/ from `python -m vacancy.export`; ExportError, a ValueError naming
     the file, when it is missing or made from another model) or "auto" (onnx when best/ has a
     valid export, else torch). `onnx_file`: model.onnx or model.int8.onnx (default: int8 when
-    exported)."""
+    exported). `precision`: the torch backend's weights, fp32, bf16, fp16 or auto (bf16 on a CUDA
+    card that has it, else fp32)."""
     model_dir = Path(model_dir)
     at_least_one, weights, tfidf, neighbours = load_decision(model_dir)
     if not ensemble:
@@ -133,7 +135,7 @@ def load_tagger(model_dir: str | Path, device="cpu", ensemble: bool = True,
         scorer = OnnxBackend.load(model_dir, onnx_file)
     else:
         from .torch_backend import TorchBackend
-        scorer = TorchBackend.load(model_dir, device)
+        scorer = TorchBackend.load(model_dir, device, precision)
     labels = read_labels(model_dir)
     return Tagger(scorer, labels, load_thresholds(model_dir, labels), at_least_one, weights,
                   tfidf, neighbours)

@@ -127,6 +127,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                         help="what scores the transformer part (auto: the ONNX export in best/ "
                              "when there is one, else PyTorch)")
+    parser.add_argument("--onnx-file", choices=("model.int8.onnx", "model.onnx"),
+                        help="the onnx backend's graph in best/onnx/ (default: the int8 one when "
+                             "the export has it, else fp32)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="the torch backend's weights (auto: bf16 on a CUDA card that has "
+                             "it, else fp32)")
     parser.add_argument("--device", default="cpu",
                         help="one process: cpu or cuda (under torchrun each rank takes its GPU)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -372,7 +378,8 @@ def run_key(args, path: Path) -> dict:
     stat = src.stat()
     settings = {k: getattr(args, k) for k in ("threshold", "top_k", "probs", "ensemble",
                                               "max_length", "chunk_rows", "cache_titles",
-                                              "batch_size", "backend")}
+                                              "batch_size", "backend", "onnx_file",
+                                              "precision")}
     weights = next((path / n for n in WEIGHT_FILES if (path / n).is_file()), path / "config.json")
     return {"input": str(src), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
             "model": str(path.resolve()),
@@ -462,13 +469,11 @@ def load(args, world: World):
     path = model_dir(args.model)
     check_model_files(path, args.backend)
     from .inference import load_tagger
-    if args.backend != "onnx":
-        import transformers
-        transformers.utils.logging.disable_progress_bar()
     device = world.device if world.device is not None else args.device
     try:
         tagger = load_tagger(path, device=device, ensemble=args.ensemble == "on",
-                             backend=args.backend if args.backend != "auto" else "torch")
+                             backend=args.backend, onnx_file=args.onnx_file,
+                             precision=args.precision)
     except (OSError, ValueError) as e:
         raise PredictError(f"--model {path}: cannot load ({str(e).splitlines()[0]})")
     return path, tagger

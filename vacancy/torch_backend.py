@@ -15,12 +15,23 @@ import torch
 from .batching import PadCollator
 
 
-def load_model(model_dir: str | Path, device: str | torch.device = "cpu"):
-    """(classifier in eval mode on `device`, tokenizer) of a saved best/."""
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def load_model(model_dir: str | Path, device: str | torch.device = "cpu",
+               precision: str = "fp32"):
+    """(classifier in eval mode on `device`, tokenizer) of a saved best/; `precision`: its
+    weights' dtype (fp32, bf16, fp16, or auto: bf16 on a CUDA card that has it, else fp32).
+    Logits and mean states leave `encode` as float32 whatever the dtype."""
+    import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    transformers.utils.logging.disable_progress_bar()
+    device = torch.device(device)
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).eval()
-    return model, tokenizer
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=DTYPES[precision])
+    return model.to(device).eval(), tokenizer
 
 
 @torch.no_grad()
@@ -67,8 +78,9 @@ class TorchBackend:
         self.model, self.tokenizer = model, tokenizer
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str | torch.device = "cpu") -> "TorchBackend":
-        return cls(*load_model(model_dir, device))
+    def load(cls, model_dir: str | Path, device: str | torch.device = "cpu",
+             precision: str = "fp32") -> "TorchBackend":
+        return cls(*load_model(model_dir, device, precision))
 
     def scores(self, titles: list[str], batch_size: int = 256, max_length: int = 64,
                progress: bool = False, vectors: bool = False):
