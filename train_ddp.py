@@ -151,8 +151,7 @@ def train(config: TrainConfig) -> int:
         print_error(e, every_rank=isinstance(e, TrainingError))
         return 2 if not isinstance(e, TrainingError) else 1
     except (WriteError, FinishError) as e:  # not the input: the disk, or a step after training
-        if dist.is_main():
-            print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 1
     finally:
         lock.release()
