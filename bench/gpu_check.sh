@@ -160,7 +160,7 @@ from data_scale import make_csv; make_csv(Path(sys.argv[1]), 1_000_000)" "$WORK"
     TAG_FLAGS=(--device cuda --precision bf16)
 fi
 step gpu_tagging 300 $PY bench/gpu_tagging.py --model "$WORK/runs/train_bf16/best" \
-    --data "$TAG_DATA" "${TAG_FLAGS[@]}"
+    --data "$TAG_DATA" --end-to-end on "${TAG_FLAGS[@]}"
 grep "^|\|distinct cleaned titles timed" "$WORK/logs/gpu_tagging.log" >>"$SUMMARY"
 say "- 2 ranks: \`torchrun -m vacancy.predict\` gives each rank its own GPU (dist.setup), so one"
 say "  GPU runs one rank; the 2-rank path is tested on CPU (tests/test_predict.py)"
