@@ -481,8 +481,11 @@ def load(args, world: World):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # our lines (warnings, progress) on stderr as they are; put back afterwards, so that a
+    # caller in the same process (a test, a notebook) keeps its own logging
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = log.handlers, log.propagate, log.level
     log.handlers, log.propagate = [handler], False
     log.setLevel(logging.INFO)
     world = World()
@@ -513,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         world.teardown()
+        log.handlers, log.propagate = saved[:2]
+        log.setLevel(saved[2])
 
 
 if __name__ == "__main__":
