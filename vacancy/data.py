@@ -38,7 +38,7 @@ _SPLIT_BY_NLTK = re.compile(r"\b(?:cannot|gimme|gonna|gotta|lemme|wanna)\b")
 
 
 # NLTK's rules, rewritten to run once over many titles joined by "\n" with, for each title, the
-# text that rule gives it alone: its per-call cost (~25 substitutions a title, each through
+# text that rule gives it alone: its per-call cost (~33 substitutions a title, each through
 # nltk.redos' timeout wrapper) is what made cleaning slow. In a rewrite, `\s` and every negated
 # class exclude "\n", and `^`/`$` become line anchors (MULTILINE): no match then holds a "\n",
 # `^`/`$` match at each title's ends, and a lookaround or `\b` that meets the "\n" sees no word
