@@ -107,6 +107,18 @@ def test_the_knn_part_scores_a_title_by_its_closest_train_titles(tmp_path):
     assert Neighbours(keys[:3], targets[:3], k=10).k == 3
 
 
+@pytest.mark.parametrize("m, k", [(5000, 10), (50, 10), (10, 10), (3000, 1)])
+def test_the_closest_columns_are_a_full_selection_with_ties_to_the_lowest(m, k):
+    rng = np.random.default_rng(m)
+    sims = rng.normal(size=(40, m)).astype(np.float32)
+    sims[:, 7::97] = sims[:, [7]]  # ties: whole groups of equal similarities, at and across k
+    sims[3] = 0.5
+    top = vacancy.ensemble.closest(sims, k)
+    expected = np.argsort(-sims, axis=1, kind="stable")[:, :k]  # the stable sort keeps ties in order
+    np.testing.assert_array_equal(np.sort(top, axis=1), np.sort(expected, axis=1))
+    np.testing.assert_array_equal(top[3], np.arange(k))
+
+
 @pytest.mark.parametrize("refit, cap, added", [("on", 100_000, 12), ("off", 100_000, 0),
                                                ("on", 40, 4), ("on", 36, 0)])
 def test_refit_adds_val_titles_to_the_tfidf_part_within_the_cap(monkeypatch, refit, cap, added):
