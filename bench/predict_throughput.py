@@ -53,7 +53,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="a run's best/ (the mix)")
     parser.add_argument("--data", nargs="+", required=True, help="CSV files with a title column")
     parser.add_argument("--sample", type=int, default=100_000,
-                        help="rows the pipeline and today's predict score, scaled to the file")
+                        help="rows the pipeline and today's predict score, scaled to the file; "
+                             "the streaming tagger runs on them too, for its peak RSS there")
+    parser.add_argument("--every-row-sample", type=int,
+                        help="fewer rows for the pipeline and today's predict (they score every "
+                             "row, so scaling them is fair; default: --sample)")
     parser.add_argument("--max-rows", type=int,
                         help="use only the first rows of each file (on a busy machine)")
     parser.add_argument("--main-ref", help="a checkout of main, for today's vacancy.predict")
@@ -155,12 +159,15 @@ def main(argv=None) -> int:
         files.append(data)
     for data in files:
         rows, distinct = count_rows(data)
-        sample = work / f"sample_{data.stem}.csv"
-        sampled = head(data, args.sample, sample) if rows > args.sample else rows
+        samples = {}
+        for size in {args.sample, args.every_row_sample or args.sample}:
+            path = work / f"sample{size}_{data.stem}.csv"
+            samples[size] = (path, head(data, size, path)) if rows > size else (data, rows)
         for method in methods:
-            runs = [(sample if rows > args.sample else data, sampled)]
-            if method not in ("pipeline", "today") and rows > args.sample:
-                runs = [(sample, sampled), (data, rows)]  # RSS at both sizes; rate on the whole
+            if method in ("pipeline", "today"):
+                runs = [samples[args.every_row_sample or args.sample]]
+            else:
+                runs = [samples[args.sample]] + ([(data, rows)] if rows > args.sample else [])
             for src, n in runs:
                 try:
                     seconds, peak, _ = run_child(*command(method, src))

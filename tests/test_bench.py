@@ -31,12 +31,13 @@ def test_train_throughput_runs_every_method(tiny_model, small_csv):
 
 
 def test_predict_throughput_end_to_end(ddp_run, small_csv, tmp_path):
-    """Four child processes: the pipeline on a sample, the tagger on the sample and the whole
-    file, and on the run's test split. (A backend that does not load gets a row saying so.)"""
+    """Four child processes: the pipeline on a small sample, the tagger on a larger one and the
+    whole file, and on the run's test split. (A backend that does not load gets a row saying so.)"""
     out = python("bench/predict_throughput.py", "--model", ddp_run / "best", "--data", small_csv,
-                 "--sample", 100, "--methods", "pipeline,torch", "--work", tmp_path).stdout
+                 "--sample", 100, "--every-row-sample", 50, "--methods", "pipeline,torch",
+                 "--work", tmp_path).stdout
     rows = [r for r in table_rows(out) if len(r) == 7][1:]
-    assert [(r[2], r[3]) for r in rows] == [("pipeline", "100 (of 800: scaled)"),
+    assert [(r[2], r[3]) for r in rows] == [("pipeline", "50 (of 800: scaled)"),
                                             ("torch", "100"), ("torch", "800")]
     for row in rows:
         assert all(re.fullmatch(NUMBER, x) for x in row[4:]), row
