@@ -49,11 +49,13 @@ def make_folds(label_keys, groups, n_folds: int, seed: int) -> np.ndarray:
 
 @dataclass
 class CrossFit:
-    """Out-of-fold probabilities (distinct titles x labels) of each part and of their mix."""
+    """Out-of-fold probabilities (distinct titles x labels) of each part and of their mix, and
+    each row's fold."""
     parts: dict[str, np.ndarray]
     weights: dict[str, float]
     mixed: np.ndarray
     seconds: dict[str, float]
+    folds: np.ndarray
 
 
 def cross_fit(titles: np.ndarray, codes: np.ndarray, targets: np.ndarray, folds: np.ndarray,
@@ -87,7 +89,7 @@ def cross_fit(titles: np.ndarray, codes: np.ndarray, targets: np.ndarray, folds:
         log.info("suspects: fold %d/%d: fitted on %d rows, scored %d distinct titles (%s)",
                  k + 1, n_folds, len(train), len(held), line)
     weights = pick_weights(parts, codes, targets, seed)
-    return CrossFit(parts, weights, mix(parts, weights).astype(np.float32), seconds)
+    return CrossFit(parts, weights, mix(parts, weights).astype(np.float32), seconds, folds)
 
 
 def tfidf_probs(titles, codes, targets, train, held, seed: int, max_fit: int) -> np.ndarray:
