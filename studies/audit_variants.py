@@ -191,6 +191,10 @@ def main(argv=None) -> int:
                 n, precision, recall = flag_scores(truth, flag(labels, probs, rule))
                 filtering.setdefault(f"{source} / {rule}", []).append(
                     f"{n} / {precision:.3f} / {recall:.3f}")
+            if source.startswith("mix (audit"):
+                filtering.setdefault(f"{source} / prune_by_noise_rate, frac_noise 0.5", []).append(
+                    "{} / {:.3f} / {:.3f}".format(
+                        *flag_scores(truth, flag(labels, probs, "prune_by_noise_rate", 0.5))))
             # the lowest quality scores (worst area), as many as the default filter flags or half
             n = int(flag(labels, probs, "prune_by_noise_rate").sum())
             q = quality(labels, probs, RANKINGS["self_confidence, worst area"])
