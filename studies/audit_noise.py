@@ -11,6 +11,10 @@ the labels change) and scores cleanlab's verdict against the corrupted rows: pre
 recall of the rows it flags, precision at as many rows as were injected, and AUPRC (sklearn's
 average precision of the ranking by quality score, low first). The files' own label noise
 counts against precision: a row flagged that was not injected may be wrong already.
+
+With --save-probs, also writes each run's out-of-fold probabilities with the labels judged and the
+truth to WORK/NAME.npz (save_probs), so that other rankings and filters can be scored on them in
+seconds (studies/audit_variants.py) without fitting again.
 """
 from __future__ import annotations
 
@@ -72,6 +76,20 @@ def score(audit, truth: np.ndarray) -> dict:
             "auprc": average_precision_score(injected, -judged.quality)}
 
 
+def save_probs(path: Path, audit, targets: np.ndarray, truth: np.ndarray,
+               kinds_of_row: np.ndarray) -> None:
+    """Per row (read_csv's order): `targets` (the corrupted labels judged), `truth` (injected or
+    not), `kind` (KINDS' index, -1: not injected), `code` (the row's distinct title), `fold`;
+    per distinct title: each part's out-of-fold probabilities (`part_NAME`) and their `mixed`;
+    the mix's weights (`weight_NAME`)."""
+    fit = audit.fit
+    arrays = {f"part_{name}": p for name, p in fit.parts.items()}
+    arrays.update({f"weight_{name}": np.float64(w) for name, w in fit.weights.items()})
+    np.savez_compressed(path, targets=targets, truth=truth[audit.rows], names=audit.names,
+                        kind=kinds_of_row[audit.rows], code=audit.codes, fold=fit.folds,
+                        mixed=fit.mixed, **arrays)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", required=True)
@@ -81,6 +99,8 @@ def main(argv=None) -> int:
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--knn", type=int, default=10)
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "audit-noise"))
+    parser.add_argument("--save-probs", action="store_true",
+                        help="write each run's out-of-fold probabilities to WORK/NAME.npz")
     args = parser.parse_args(argv)
     setup_logging(main=True)
     cache: dict = {}
@@ -115,6 +135,11 @@ def main(argv=None) -> int:
                 of_kind[rows[kinds != k]] = False
                 result[f"recall_{kind}"] = audit.judgement.flagged[of_kind[audit.rows]].mean()
             result.update(name=name, weights=audit.summary["weights"], wall_s=wall)
+            if args.save_probs:
+                kind_of_row = np.full(len(raw), -1, np.int8)
+                kind_of_row[rows] = kinds
+                save_probs(Path(args.work) / f"{name}.npz", audit, audit.targets, truth,
+                           kind_of_row)
             results.append(result)
             print(f"{name}: {result}", flush=True)
 

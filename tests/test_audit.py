@@ -81,6 +81,20 @@ def test_judge_reduces_per_area_issues_as_cleanlab_does():
         assert table.loc[row._1, column] == row._5  # Class Name, Num Examples
 
 
+def test_quality_is_the_worst_areas_self_confidence():
+    from cleanlab.multilabel_classification.rank import get_label_quality_scores
+    rng = np.random.default_rng(0)
+    targets = (rng.random((300, 5)) < 0.3).astype(np.uint8)
+    targets[~targets.any(axis=1), 0] = 1
+    probs = rng.random(targets.shape)
+    judged = judge(targets, probs)
+    worst = np.where(targets == 1, probs, 1 - probs).min(axis=1)
+    assert judged.quality == pytest.approx(worst)
+    # not cleanlab's default aggregate, which averages in the areas that look right
+    default = get_label_quality_scores([np.flatnonzero(r).tolist() for r in targets], probs)
+    assert not np.allclose(judged.quality, default)
+
+
 @pytest.fixture(scope="module")
 def corrupted(tmp_path_factory, small_csv):
     """small_csv with 24 rows' areas swapped for a wrong one, 4 titles repeated with other areas,

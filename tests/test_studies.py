@@ -96,6 +96,25 @@ def test_supcon_loss_by_hand():
     assert loss.item() == 0.0 and loss.requires_grad
 
 
+def test_audit_noise_saves_probabilities_that_audit_variants_scores(
+        small_csv, tiny_model, tmp_path):
+    out = python("studies/audit_noise.py", "--data", small_csv, "--noise", 0.1, 0, "--folds", 3,
+                 "--encoder", tiny_model, "--work", tmp_path, "--save-probs").stdout
+    rows = {r[0]: r for r in table_rows(out)[1:]}
+    assert set(rows) == {"small-noise10", "small-noise0"} and rows["small-noise10"][1] == "80"
+    import numpy as np
+    saved = np.load(tmp_path / "small-noise10.npz")
+    assert saved["truth"].sum() == 80 and saved["targets"].shape == (800, len(saved["names"]))
+    assert (saved["kind"] >= 0).sum() == 80 and saved["mixed"].shape[1] == len(saved["names"])
+    out = python("studies/audit_variants.py", tmp_path / "small-noise10.npz", "--clean",
+                 tmp_path / "small-noise0.npz").stdout
+    tables = [table_rows(part) for part in out.split("\nFiltering")]
+    ranking = {r[0]: r[1] for r in tables[0][1:]}
+    default = ranking["mix (audit: weights by F1) / self_confidence, worst area"]
+    assert re.fullmatch(f"{NUMBER} / {NUMBER}", default)
+    assert re.search(r"small-noise0: the audit flags [0-9]+ of 800 rows", out)
+
+
 def test_audit_training_corrupts_the_share_asked_in_equal_kinds(small_csv):
     import sys
 

@@ -122,11 +122,16 @@ def encode_distinct(folder: str, titles) -> np.ndarray:
 @dataclass
 class Audit:
     """What run_audit found: the summary written, and per row (in read_csv's order, `rows` their
-    input positions) the conflicts and cleanlab's verdict (None: no suspects looked for)."""
+    input positions; `targets` their areas as judged, columns `names`; `codes` their distinct
+    title) the conflicts and cleanlab's verdict (None: no suspects looked for)."""
     summary: dict
     rows: np.ndarray
+    names: list[str]
+    targets: np.ndarray
+    codes: np.ndarray
     conflicts: object  # conflicts.find_conflicts' table
     judgement: object | None  # suspects.Judgement
+    fit: object | None  # suspects.CrossFit: the out-of-fold probabilities judged
 
 
 def run_audit(args: argparse.Namespace, encode=None) -> Audit:
@@ -201,7 +206,8 @@ def run_audit(args: argparse.Namespace, encode=None) -> Audit:
     from .audit_report import write_outputs
     summary = write_outputs(Path(args.output_dir), args, df, labels.names, targets, codes,
                             conflicts, groups, fit, judgement, seconds)
-    return Audit(summary, df["row"].to_numpy(), conflicts, judgement)
+    return Audit(summary, df["row"].to_numpy(), labels.names, targets, codes, conflicts, judgement,
+                 fit)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,7 +126,9 @@ def report(summary: dict, issues: pd.DataFrame, groups: list[dict], top: int = 3
               "differ. No model can be right on all of them: decide which set is right.",
               "- A **suspect** row's given areas disagree with what the other rows imply: a "
               "model fitted without the row (out of fold) gives its areas little probability. "
-              "*quality* is cleanlab's label quality score (0-1, low: likely wrong); "
+              "*quality* is cleanlab's label quality score of the area most in doubt (0-1: "
+              "the out-of-fold probability of the row's side of it, given or not; low: likely "
+              "wrong); "
               "*looks wrong* are given areas it doubts, *looks missing* areas it expects.",
               "- *suggested* is the given set with those changes (a conflict row: its group's "
               "majority). It is a hint, not a verdict: a rare but right area looks wrong too.",

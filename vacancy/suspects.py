@@ -28,6 +28,12 @@ WEIGHT_SAMPLE = 50_000  # rows on which the mix's weights are picked
 # cleanlab's batched estimate (low_memory) above this many rows: on 1M rows x 23 areas its
 # per-area pass took 26 s against 61 s for the exact one (docs/results/audit.md)
 LOW_MEMORY_FROM = 200_000
+# how cleanlab turns a row's per-area self-confidences into its quality score: an exponential
+# moving average over them sorted from high to low with alpha 1 keeps only the last, the lowest
+# (the worst area). cleanlab's default alpha 0.8 also averages in the areas that look right: on
+# injected noise its ranking scored AUPRC 0.28-0.56 against 0.49-0.71 for the worst area, on both
+# O*NET files at 5% and 10% (docs/results/audit.md, studies/audit_variants.py)
+WORST_AREA = {"method": "exponential_moving_average", "alpha": 1.0}
 
 
 def make_folds(label_keys, groups, n_folds: int, seed: int) -> np.ndarray:
@@ -49,11 +55,13 @@ def make_folds(label_keys, groups, n_folds: int, seed: int) -> np.ndarray:
 
 @dataclass
 class CrossFit:
-    """Out-of-fold probabilities (distinct titles x labels) of each part and of their mix."""
+    """Out-of-fold probabilities (distinct titles x labels) of each part and of their mix, and
+    each row's fold."""
     parts: dict[str, np.ndarray]
     weights: dict[str, float]
     mixed: np.ndarray
     seconds: dict[str, float]
+    folds: np.ndarray
 
 
 def cross_fit(titles: np.ndarray, codes: np.ndarray, targets: np.ndarray, folds: np.ndarray,
@@ -87,7 +95,7 @@ def cross_fit(titles: np.ndarray, codes: np.ndarray, targets: np.ndarray, folds:
         log.info("suspects: fold %d/%d: fitted on %d rows, scored %d distinct titles (%s)",
                  k + 1, n_folds, len(train), len(held), line)
     weights = pick_weights(parts, codes, targets, seed)
-    return CrossFit(parts, weights, mix(parts, weights).astype(np.float32), seconds)
+    return CrossFit(parts, weights, mix(parts, weights).astype(np.float32), seconds, folds)
 
 
 def tfidf_probs(titles, codes, targets, train, held, seed: int, max_fit: int) -> np.ndarray:
@@ -122,8 +130,9 @@ def pick_weights(parts: dict[str, np.ndarray], codes: np.ndarray, targets: np.nd
 @dataclass
 class Judgement:
     """cleanlab's verdict per row: `flagged` (some area looks wrong), `quality` (label quality
-    score in [0, 1], low: likely wrong), `wrong` / `missing` (rows x labels: the area is given
-    but looks wrong / is not given but looks right)."""
+    score in [0, 1], low: likely wrong; the out-of-fold probability of the given side, given or
+    not, of the area most in doubt), `wrong` / `missing` (rows x labels: the area is given but
+    looks wrong / is not given but looks right)."""
     flagged: np.ndarray
     quality: np.ndarray
     wrong: np.ndarray
@@ -143,7 +152,7 @@ def judge(targets: np.ndarray, probs: np.ndarray) -> Judgement:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cleanlab's notices about rare classes: the log says
         per_area = find_multilabel_issues_per_class(labels, probs, low_memory=low_memory)
-        quality = get_label_quality_scores(labels, probs)
+        quality = get_label_quality_scores(labels, probs, aggregator_kwargs=WORST_AREA)
     given = targets.astype(bool)
     per_area = np.asarray(per_area, bool)
     return Judgement(per_area.any(axis=1), np.asarray(quality, np.float64), per_area & given,
