@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from quality_study import transformer_probs  # noqa: E402
+from quality_study import print_seed_table, transformer_probs  # noqa: E402
 from vacancy.data import load_splits  # noqa: E402
 from vacancy.ensemble import Neighbours, TfidfModel, fit_parts, mix, tune_weights  # noqa: E402
 from vacancy.inference import encode, load_checkpoint  # noqa: E402
@@ -107,11 +107,7 @@ def main(argv=None) -> int:
             rows.setdefault(name, []).append(value)
     print(f"\n{study.name}: kNN over the {args.encoder} encoder, k={args.k}, "
           f"{len(parts.test)} test titles; default rule; mean ± std over {len(rows['knn'])} seeds")
-    print("| part | test micro-F1 | test macro-F1 |\n| --- | ---: | ---: |")
-    for name, values in rows.items():
-        v = np.array(values)
-        print(f"| {name} | {v[:, 0].mean():.4f} ± {v[:, 0].std():.4f} | "
-              f"{v[:, 1].mean():.4f} ± {v[:, 1].std():.4f} |")
+    print_seed_table(rows, "part")
     (study / f"knn-{args.encoder}-k{args.k}.json").write_text(json.dumps(rows, indent=1))
     return 0
 

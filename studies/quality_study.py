@@ -87,6 +87,15 @@ def cells(probs: dict, targets: dict) -> dict[tuple, tuple[float, float]]:
     return out
 
 
+def print_seed_table(rows: dict[str, list], first: str) -> None:
+    """One line per row name: test micro- and macro-F1 as mean ± std over the seeds."""
+    print(f"| {first} | test micro-F1 | test macro-F1 |\n| --- | ---: | ---: |")
+    for name, values in rows.items():
+        v = np.array(values)
+        print(f"| {name} | {v[:, 0].mean():.4f} ± {v[:, 0].std():.4f} | "
+              f"{v[:, 1].mean():.4f} ± {v[:, 1].std():.4f} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)

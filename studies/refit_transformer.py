@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "studies"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from quality_study import transformer_probs  # noqa: E402
+from quality_study import print_seed_table, transformer_probs  # noqa: E402
 from vacancy.data import PadCollator, load_splits  # noqa: E402
 from vacancy.ensemble import Neighbours, TfidfModel, mix, tune_weights  # noqa: E402
 from vacancy.inference import encode, load_checkpoint  # noqa: E402
@@ -122,11 +122,7 @@ def main(argv=None) -> int:
             rows.setdefault(name, []).append(value)
     print(f"\n{Path(args.study).name}: {len(titles['test'])} test titles; default rule; "
           f"mean ± std over {len(rows['transformer'])} seeds")
-    print("| model | test micro-F1 | test macro-F1 |\n| --- | ---: | ---: |")
-    for name, values in rows.items():
-        v = np.array(values)
-        print(f"| {name} | {v[:, 0].mean():.4f} ± {v[:, 0].std():.4f} | "
-              f"{v[:, 1].mean():.4f} ± {v[:, 1].std():.4f} |")
+    print_seed_table(rows, "model")
     return 0
 
 
