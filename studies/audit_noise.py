@@ -9,7 +9,8 @@ few rows have two areas, the rest are swaps). Then runs the audit on the corrupt
 code, in this process, the encoder vectors of a file computed once for all noise levels: only
 the labels change) and scores cleanlab's verdict against the corrupted rows: precision and
 recall of the rows it flags, precision at as many rows as were injected, and AUPRC (sklearn's
-average precision of the ranking by quality score, low first). The files' own label noise
+average precision of the ranking by quality score, low first), overall and per kind (that
+kind's rows against the rows not injected, the other kinds left out). The files' own label noise
 counts against precision: a row flagged that was not injected may be wrong already.
 
 With --save-probs, also writes each run's out-of-fold probabilities with the labels judged and the
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import average_precision_score
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -64,7 +66,6 @@ def corrupt(areas: list[list[str]], share: float, seed: int) -> tuple[list[list[
 
 
 def score(audit, truth: np.ndarray) -> dict:
-    from sklearn.metrics import average_precision_score
     judged = audit.judgement
     injected = truth[audit.rows]  # read_csv's order: rows may have been dropped
     flagged = judged.flagged
@@ -134,6 +135,10 @@ def main(argv=None) -> int:
                 of_kind = truth.copy()
                 of_kind[rows[kinds != k]] = False
                 result[f"recall_{kind}"] = audit.judgement.flagged[of_kind[audit.rows]].mean()
+                # this kind's rows against the rows not injected (the other kinds left out)
+                keep = (of_kind | ~truth)[audit.rows]
+                result[f"auprc_{kind}"] = average_precision_score(
+                    of_kind[audit.rows][keep], -audit.judgement.quality[keep])
             result.update(name=name, weights=audit.summary["weights"], wall_s=wall)
             if args.save_probs:
                 kind_of_row = np.full(len(raw), -1, np.int8)
@@ -144,13 +149,14 @@ def main(argv=None) -> int:
             print(f"{name}: {result}", flush=True)
 
     print("\n| data | injected | flagged | precision | recall | precision at injected | AUPRC "
-          "| recall swap / add / drop | mix | wall s |")
-    print("|" + " --- |" * 10)
+          "| recall swap / add / drop | AUPRC swap / add / drop | mix | wall s |")
+    print("|" + " --- |" * 11)
     for r in results:
         mix = ", ".join(f"{k} {w:.1f}" for k, w in r["weights"].items())
         print(f"| {r['name']} | {r['injected']} | {r['flagged']} | {r['precision']:.3f} | "
               f"{r['recall']:.3f} | {r['precision_at_injected']:.3f} | {r['auprc']:.3f} | "
               f"{r['recall_swap']:.2f} / {r['recall_add']:.2f} / {r['recall_drop']:.2f} | "
+              f"{r['auprc_swap']:.2f} / {r['auprc_add']:.2f} / {r['auprc_drop']:.2f} | "
               f"{mix} | {r['wall_s']:.0f} |")
     return 0
 

@@ -102,6 +102,7 @@ def test_audit_noise_saves_probabilities_that_audit_variants_scores(
                  "--encoder", tiny_model, "--work", tmp_path, "--save-probs").stdout
     rows = {r[0]: r for r in table_rows(out)[1:]}
     assert set(rows) == {"small-noise10", "small-noise0"} and rows["small-noise10"][1] == "80"
+    assert re.fullmatch(f"{NUMBER} / {NUMBER} / {NUMBER}", rows["small-noise10"][8])  # AUPRC/kind
     import numpy as np
     saved = np.load(tmp_path / "small-noise10.npz")
     assert saved["truth"].sum() == 80 and saved["targets"].shape == (800, len(saved["names"]))
@@ -113,6 +114,24 @@ def test_audit_noise_saves_probabilities_that_audit_variants_scores(
     default = ranking["mix (audit: weights by F1) / self_confidence, worst area"]
     assert re.fullmatch(f"{NUMBER} / {NUMBER}", default)
     assert re.search(r"small-noise0: the audit flags [0-9]+ of 800 rows", out)
+
+
+@pytest.mark.slow
+def test_audit_encoder_trains_on_the_corrupted_file_and_scores_both_encoders(
+        small_csv, tiny_model, tmp_path):
+    out = python("studies/audit_encoder.py", "--data", small_csv, "--work", tmp_path,
+                 "--encoder", tiny_model, "--train-args",
+                 f"--model {tiny_model} --epochs 1 --freeze-epochs 0 --ensemble off").stdout
+    rows = table_rows(out)[1:]
+    assert [r[1:3] for r in rows] == [[str(tiny_model), "all"], [str(tiny_model), "train"],
+                                      [str(tiny_model), "val + test"], ["the run's best/", "all"],
+                                      ["the run's best/", "train"],
+                                      ["the run's best/", "val + test"]]
+    run = tmp_path / "small-noise10" / "run"
+    assert (run / "metrics.json").exists()
+    for r in rows[::3]:  # all rows: the 80 injected, train and val + test adding up to them
+        assert r[3] == "80" and re.fullmatch(NUMBER, r[4])
+    assert int(rows[1][3]) + int(rows[2][3]) == 80 and 0 < int(rows[1][3]) < 80
 
 
 def test_audit_training_corrupts_the_share_asked_in_equal_kinds(small_csv):

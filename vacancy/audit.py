@@ -9,8 +9,8 @@ the CSV as training does (vacancy.data.read_csv) and finds two kinds of issue:
   the same words in another order or with a plural "s") whose label sets differ;
 - suspects (vacancy.suspects): rows whose given areas disagree with what the other rows imply,
   by cleanlab's multi-label confident learning over out-of-fold probabilities of the TF-IDF model
-  and the kNN part over an encoder (the offline MiniLM by default; a finished run's best/ knows
-  the areas better).
+  and the kNN part over an encoder (the offline MiniLM by default, or a finished run's best/:
+  on injected noise no better, docs/results/audit.md).
 It writes issues.csv (one row per issue, worst first; `row` is the data row's 0-based position
 in the input, as pandas.read_csv numbers it), summary.json, report.md and noise_per_area.png into
 --output-dir. One process; no GPU needed.
