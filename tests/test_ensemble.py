@@ -114,7 +114,7 @@ def test_the_closest_columns_are_a_full_selection_with_ties_to_the_lowest(m, k):
     sims[:, 7::97] = sims[:, [7]]  # ties: whole groups of equal similarities, at and across k
     sims[3] = 0.5
     top = vacancy.ensemble.closest(sims, k)
-    expected = np.argsort(-sims, axis=1, kind="stable")[:, :k]  # the stable sort keeps ties in order
+    expected = np.argsort(-sims, axis=1, kind="stable")[:, :k]  # stable: ties stay in order
     np.testing.assert_array_equal(np.sort(top, axis=1), np.sort(expected, axis=1))
     np.testing.assert_array_equal(top[3], np.arange(k))
 
