@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT / "studies"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from audit_noise import corrupt  # noqa: E402
+from audit_variants import flag_scores, rank_scores  # noqa: E402
 
 from vacancy.audit import parse_args as audit_args, run_audit  # noqa: E402
 from vacancy.console import setup_logging  # noqa: E402
@@ -37,10 +37,10 @@ from vacancy.data import read_csv, split  # noqa: E402
 
 
 def scores(quality: np.ndarray, flagged: np.ndarray, injected: np.ndarray) -> str:
-    top = np.argsort(quality, kind="stable")[:injected.sum()]
-    return (f"{injected.sum()} | {average_precision_score(injected, -quality):.3f} | "
-            f"{injected[top].mean():.3f} | {flagged.sum()} | {injected[flagged].mean():.3f} | "
-            f"{flagged[injected].mean():.3f}")
+    auprc, at_injected = rank_scores(injected, quality)
+    n, precision, recall = flag_scores(injected, flagged)
+    return (f"{injected.sum()} | {auprc:.3f} | {at_injected:.3f} | {n} | {precision:.3f} | "
+            f"{recall:.3f}")
 
 
 def main(argv=None) -> int:
